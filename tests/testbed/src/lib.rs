@@ -1,0 +1,25 @@
+//! The test bed of the perimeter appliances: what service tests need to run against real
+//! peers on one machine.
+//!
+//! * [`netns`]: network namespaces as hosts, veth links between them, commands and
+//!   sockets inside them, nftables rulesets applied in them; all removed on drop.
+//! * [`topology`]: ready-made layouts, e.g. client -> gateway -> backend.
+//! * [`process`]: child processes killed on drop (also on panic) with readiness checks.
+//! * [`servers`]: real servers from Debian packages (MariaDB, slapd, spamd, clamd,
+//!   smtp-sink, nginx, openssl s_server) on a private port and data dir.
+//! * [`require`]: "this test needs root / tool X" as a clear failure, never a silent pass.
+//!
+//! Addresses come from the documentation ranges (192.0.2.0/24, 198.51.100.0/24,
+//! 203.0.113.0/24, 2001:db8::/32) so a test host can never be mistaken for a real one.
+
+pub mod error;
+pub mod netns;
+pub mod ports;
+pub mod process;
+pub mod require;
+pub mod servers;
+pub mod topology;
+
+pub use error::{Error, Result};
+pub use netns::{End, Netns, link};
+pub use process::Process;

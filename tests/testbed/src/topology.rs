@@ -1,0 +1,151 @@
+//! Ready-made layouts of test hosts.
+
+use crate::error::Result;
+use crate::netns::{End, Netns, link};
+
+/// Three hosts in a row, `client -> gateway -> backend`, with the gateway routing between
+/// two subnets:
+///
+/// ```text
+/// client 198.51.100.2/24 --- 198.51.100.1 gateway 192.0.2.1 --- 192.0.2.2/24 backend
+///        2001:db8:1::2/64    2001:db8:1::1        2001:db8:2::1  2001:db8:2::2/64
+/// ```
+///
+/// Forwarding in the gateway is off until [`Netns::enable_forwarding`], so a test decides
+/// whether the gateway routes (L3) or relays in user space (L4).
+pub struct Chain {
+    pub client: Netns,
+    pub gateway: Netns,
+    pub backend: Netns,
+}
+
+impl Chain {
+    pub const CLIENT: &'static str = "198.51.100.2";
+    pub const GATEWAY_FRONT: &'static str = "198.51.100.1";
+    pub const GATEWAY_BACK: &'static str = "192.0.2.1";
+    pub const BACKEND: &'static str = "192.0.2.2";
+    pub const CLIENT6: &'static str = "2001:db8:1::2";
+    pub const GATEWAY_FRONT6: &'static str = "2001:db8:1::1";
+    pub const GATEWAY_BACK6: &'static str = "2001:db8:2::1";
+    pub const BACKEND6: &'static str = "2001:db8:2::2";
+
+    pub fn new() -> Result<Chain> {
+        let chain = Chain {
+            client: Netns::new("client")?,
+            gateway: Netns::new("gateway")?,
+            backend: Netns::new("backend")?,
+        };
+        link(
+            End {
+                ns: &chain.client,
+                ifname: "eth0",
+                addrs: &["198.51.100.2/24", "2001:db8:1::2/64"],
+            },
+            End {
+                ns: &chain.gateway,
+                ifname: "front",
+                addrs: &["198.51.100.1/24", "2001:db8:1::1/64"],
+            },
+        )?;
+        link(
+            End {
+                ns: &chain.gateway,
+                ifname: "back",
+                addrs: &["192.0.2.1/24", "2001:db8:2::1/64"],
+            },
+            End {
+                ns: &chain.backend,
+                ifname: "eth0",
+                addrs: &["192.0.2.2/24", "2001:db8:2::2/64"],
+            },
+        )?;
+        chain.client.route("default", Self::GATEWAY_FRONT)?;
+        chain.client.route("default", Self::GATEWAY_FRONT6)?;
+        chain.backend.route("default", Self::GATEWAY_BACK)?;
+        chain.backend.route("default", Self::GATEWAY_BACK6)?;
+        Ok(chain)
+    }
+}
+
+/// A gateway grid: one client, `n` gateways, one backend. The client's side is one
+/// segment (a bridge in the client host) on which every gateway has a public address;
+/// the backend's side is another segment (a bridge in the backend host). The backend has
+/// no route to the client's segment: like the real thing, it is reachable only through
+/// gateways that translate addresses.
+///
+/// ```text
+///                     +-- gw1 203.0.113.11 | 192.0.2.11 --+
+/// client 203.0.113.100+                                   +-- 192.0.2.2 backend
+///                     +-- gw2 203.0.113.12 | 192.0.2.12 --+
+/// ```
+pub struct Grid {
+    pub client: Netns,
+    pub gateways: Vec<Netns>,
+    pub backend: Netns,
+}
+
+impl Grid {
+    pub const CLIENT: &'static str = "203.0.113.100";
+    pub const BACKEND: &'static str = "192.0.2.2";
+
+    /// Public (client-side) address of gateway `i` (0-based).
+    pub fn gateway_public(i: usize) -> String {
+        format!("203.0.113.{}", 11 + i)
+    }
+
+    /// Private (backend-side) address of gateway `i` (0-based).
+    pub fn gateway_private(i: usize) -> String {
+        format!("192.0.2.{}", 11 + i)
+    }
+
+    pub fn new(gateways: usize) -> Result<Grid> {
+        assert!((1..=40).contains(&gateways), "a grid has 1 to 40 gateways");
+        let grid = Grid {
+            client: Netns::new("client")?,
+            gateways: (0..gateways)
+                .map(|i| Netns::new(&format!("gw{}", i + 1)))
+                .collect::<Result<_>>()?,
+            backend: Netns::new("backend")?,
+        };
+        for (host, addr) in [
+            (&grid.client, "203.0.113.100/24"),
+            (&grid.backend, "192.0.2.2/24"),
+        ] {
+            host.ip(&["link", "add", "br0", "type", "bridge"])?;
+            host.ip(&["addr", "add", addr, "dev", "br0"])?;
+            host.ip(&["link", "set", "br0", "up"])?;
+        }
+        for (i, gw) in grid.gateways.iter().enumerate() {
+            let (front, back) = (format!("gw{}", i + 1), format!("gw{}", i + 1));
+            let public = format!("{}/24", Self::gateway_public(i));
+            let private = format!("{}/24", Self::gateway_private(i));
+            link(
+                End {
+                    ns: &grid.client,
+                    ifname: &front,
+                    addrs: &[],
+                },
+                End {
+                    ns: gw,
+                    ifname: "wan",
+                    addrs: &[&public],
+                },
+            )?;
+            link(
+                End {
+                    ns: gw,
+                    ifname: "lan",
+                    addrs: &[&private],
+                },
+                End {
+                    ns: &grid.backend,
+                    ifname: &back,
+                    addrs: &[],
+                },
+            )?;
+            grid.client.ip(&["link", "set", &front, "master", "br0"])?;
+            grid.backend.ip(&["link", "set", &back, "master", "br0"])?;
+        }
+        Ok(grid)
+    }
+}
