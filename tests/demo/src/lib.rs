@@ -156,7 +156,10 @@ fn serve_backend(listener: TcpListener) {
             let Ok(mut conn) = conn else { return };
             let mut req = Vec::new();
             if conn.read_to_end(&mut req).is_ok() {
-                let peer = conn.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
+                let peer = conn
+                    .peer_addr()
+                    .map(|p| p.ip().to_string())
+                    .unwrap_or_default();
                 let _ = write!(
                     conn,
                     "backend got {:?} from {peer}",
@@ -170,7 +173,11 @@ fn serve_backend(listener: TcpListener) {
 /// Runs the demo, printing each step to `out`.
 pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, DemoError> {
     let port = config.service.port;
-    writeln!(out, "== building the grid: 1 client, {} gateways, 1 backend", config.gateways)?;
+    writeln!(
+        out,
+        "== building the grid: 1 client, {} gateways, 1 backend",
+        config.gateways
+    )?;
     let grid = Grid::new(config.gateways)?;
     writeln!(out, "   client  {} (no route to the backend)", Grid::CLIENT)?;
     for i in 0..config.gateways {
@@ -188,7 +195,8 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, DemoError> 
         .backend
         .enter(|| TcpListener::bind(("0.0.0.0", port)))??;
     serve_backend(listener);
-    grid.backend.nft_apply(&backend_ruleset(config.gateways, port))?;
+    grid.backend
+        .nft_apply(&backend_ruleset(config.gateways, port))?;
     writeln!(
         out,
         "== backend: service `{}` on port {port}, accepted only from the gateways",
@@ -203,11 +211,16 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, DemoError> 
             port,
         ))?;
     }
-    writeln!(out, "== gateways: DNAT {port} -> backend, SNAT to own address (one nft transaction each)")?;
+    writeln!(
+        out,
+        "== gateways: DNAT {port} -> backend, SNAT to own address (one nft transaction each)"
+    )?;
 
     let mut summary = Summary::default();
     for (i, gw) in grid.gateways.iter().enumerate() {
-        let addr: SocketAddr = format!("{}:{port}", Grid::gateway_public(i)).parse().unwrap();
+        let addr: SocketAddr = format!("{}:{port}", Grid::gateway_public(i))
+            .parse()
+            .unwrap();
         let mut replies = Vec::new();
         for n in 1..=config.requests_per_gateway {
             let reply = request(&grid.client, addr, &format!("request {n}"))?;
@@ -223,7 +236,11 @@ pub fn run(config: &Config, out: &mut impl Write) -> Result<Summary, DemoError> 
     writeln!(
         out,
         "== client -> backend {direct} directly: {}",
-        if summary.backend_reachable_directly { "REACHED (the backend is exposed!)" } else { "unreachable, as it must be" }
+        if summary.backend_reachable_directly {
+            "REACHED (the backend is exposed!)"
+        } else {
+            "unreachable, as it must be"
+        }
     )?;
     let mut counters = String::new();
     for (i, n) in summary.translated.iter().enumerate() {
@@ -241,9 +258,14 @@ mod tests {
     #[test]
     fn rulesets_name_backend_and_gateways() {
         let gw = gateway_ruleset("203.0.113.11", "192.0.2.11", 8080);
-        assert!(gw.contains("ip daddr 203.0.113.11 tcp dport 8080 counter name translated dnat to 192.0.2.2:8080"));
+        assert!(gw.contains(
+            "ip daddr 203.0.113.11 tcp dport 8080 counter name translated dnat to 192.0.2.2:8080"
+        ));
         assert!(gw.contains("snat to 192.0.2.11"));
         let be = backend_ruleset(2, 8080);
-        assert!(be.contains("ip saddr { 192.0.2.11, 192.0.2.12 } accept"), "{be}");
+        assert!(
+            be.contains("ip saddr { 192.0.2.11, 192.0.2.12 } accept"),
+            "{be}"
+        );
     }
 }

@@ -19,10 +19,17 @@ fn shipped_demo_config_forwards_through_every_gateway_and_hides_the_backend() {
             // The backend sees the gateway's private address, never the client's.
             assert_eq!(
                 reply,
-                &format!("backend got \"request {}\" from {}", n + 1, Grid::gateway_private(i))
+                &format!(
+                    "backend got \"request {}\" from {}",
+                    n + 1,
+                    Grid::gateway_private(i)
+                )
             );
         }
-        assert_eq!(summary.translated[i], config.requests_per_gateway as u64, "{printed}");
+        assert_eq!(
+            summary.translated[i], config.requests_per_gateway as u64,
+            "{printed}"
+        );
     }
     assert!(!summary.backend_reachable_directly, "{printed}");
     assert!(printed.contains("unreachable, as it must be"), "{printed}");
@@ -33,6 +40,12 @@ fn bad_demo_config_is_rejected_with_every_problem() {
     let text = "gateways = 0\nrequests_per_gateway = 1\n[service]\nname = \"echo\"\nport = 0\n";
     let err = appliance::config::parse::<demo::Config>(text, Path::new("demo.toml")).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("line 1, column 1, key `gateways`: expected 1 to 8 gateways, got 0"), "{msg}");
-    assert!(msg.contains("line 5, column 1, key `service.port`"), "{msg}");
+    assert!(
+        msg.contains("line 1, column 1, key `gateways`: expected 1 to 8 gateways, got 0"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("line 5, column 1, key `service.port`"),
+        "{msg}"
+    );
 }
