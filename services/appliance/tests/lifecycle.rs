@@ -1,4 +1,4 @@
-//! The runtime as systemd sees it: a real service process (examples/hello_service.rs)
+//! The runtime as systemd sees it: a real service process (src/bin/hello-service.rs)
 //! with a real NOTIFY_SOCKET, reloaded with SIGHUP and drained with SIGTERM, observed
 //! through its notifications, its `/healthz` and `/metrics`, its clients and its log.
 
@@ -13,21 +13,9 @@ use nix::sys::signal::Signal;
 use testbed::Process;
 use testbed::ports::free_port;
 
-/// The example binary, built by `cargo test` next to the test binaries.
-fn example_binary() -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let path = deps
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/hello_service");
-    assert!(
-        path.exists(),
-        "{} missing: build it with `cargo build -p appliance --examples`",
-        path.display()
-    );
-    path
+/// The example service; cargo builds a crate's binaries before its integration tests.
+fn example_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_hello-service")
 }
 
 struct Service {
@@ -47,6 +35,10 @@ fn config_text(listen: SocketAddr, metrics: SocketAddr, greeting: &str) -> Strin
 
 impl Service {
     fn start() -> Service {
+        Service::start_with_env(&[])
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
             .parse()
@@ -64,8 +56,9 @@ impl Service {
         let mut cmd = Command::new(example_binary());
         cmd.args(["--config", config.to_str().unwrap(), "--log-format", "json"])
             .env("NOTIFY_SOCKET", &socket_path)
-            .env_remove("RUST_LOG");
-        let process = Process::spawn("hello_service", cmd, &dir.path().join("log")).unwrap();
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied());
+        let process = Process::spawn("hello-service", cmd, &dir.path().join("log")).unwrap();
         Service {
             _dir: dir,
             config,
@@ -298,5 +291,52 @@ fn bad_config_at_start_exits_64_listing_every_problem() {
     assert!(
         String::from_utf8_lossy(&missing.stderr)
             .contains("cannot read config file /nonexistent/hello.toml")
+    );
+}
+
+#[test]
+fn watchdog_keepalives_follow_ready_when_systemd_asks_for_them() {
+    // WatchdogSec=200ms: the service must send WATCHDOG=1 repeatedly until it stops.
+    let mut svc = Service::start_with_env(&[("WATCHDOG_USEC", "200000")]);
+    svc.expect_notification("READY=1");
+    for _ in 0..3 {
+        svc.expect_notification("WATCHDOG=1");
+    }
+    svc.process.signal(Signal::SIGTERM).unwrap();
+    // Keep-alives may still be queued; STOPPING=1 must come after them.
+    let mut seen = svc.next_notification();
+    while seen == ["WATCHDOG=1"] {
+        seen = svc.next_notification();
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("STOPPING=1"),
+        "{seen:?}"
+    );
+    assert!(
+        svc.process
+            .wait_exit(Duration::from_secs(10))
+            .unwrap()
+            .success()
+    );
+    assert!(
+        svc.log().contains("systemd watchdog enabled"),
+        "{}",
+        svc.log()
+    );
+}
+
+#[test]
+fn no_watchdog_keepalives_without_watchdog_usec() {
+    let mut svc = Service::start();
+    svc.expect_notification("READY=1");
+    svc.process.signal(Signal::SIGTERM).unwrap();
+    // The very next datagram is STOPPING=1: nothing in between.
+    svc.expect_notification("STOPPING=1");
+    assert!(
+        svc.process
+            .wait_exit(Duration::from_secs(10))
+            .unwrap()
+            .success()
     );
 }

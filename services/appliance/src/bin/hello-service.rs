@@ -1,11 +1,12 @@
-//! The smallest complete service on the shared runtime, and the pattern every real one
-//! follows: parse the shared CLI, start logging, load and validate the config (exit 64 on
-//! a bad one, every problem printed), bind, register metrics, serve until a signal,
-//! reload on SIGHUP, drain on SIGTERM.
+//! `hello-service`: the smallest complete service on the shared runtime, and the pattern
+//! every real one follows: parse the shared CLI, start logging, load and validate the
+//! config (exit 64 on a bad one, every problem printed), bind, register metrics, serve
+//! until a signal, reload on SIGHUP, drain on SIGTERM.
 //!
 //! It greets each TCP client with the configured greeting and echoes lines back until
 //! the client sends `bye`; a held connection is what a drain waits for. The lifecycle
-//! tests run it as a child process, the way systemd would.
+//! tests run it as a child process, the way systemd would; it is not
+//! meant to be deployed.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ impl Validate for Config {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Err(e) = logging::init(args.common.log_format, &args.common.log_level) {
-        eprintln!("hello_service: {e}");
+        eprintln!("hello-service: {e}");
         return ExitCode::from(EXIT_CONFIG as u8);
     }
     let path = args
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
     let config: Config = match config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("hello_service: {e}");
+            eprintln!("hello-service: {e}");
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
@@ -75,7 +76,7 @@ fn main() -> ExitCode {
     match rt.block_on(serve(path, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hello_service: {e}");
+            eprintln!("hello-service: {e}");
             ExitCode::from(EXIT_FAILURE as u8)
         }
     }
