@@ -165,6 +165,12 @@ pub struct End<'a> {
     pub addrs: &'a [&'a str],
 }
 
+impl<'a> End<'a> {
+    pub fn new(ns: &'a Netns, ifname: &'a str, addrs: &'a [&'a str]) -> End<'a> {
+        End { ns, ifname, addrs }
+    }
+}
+
 /// Joins two namespaces with a veth pair, assigns the addresses and brings both ends up.
 /// Interface names only need to be unique inside their own namespace.
 pub fn link(a: End<'_>, b: End<'_>) -> Result<()> {

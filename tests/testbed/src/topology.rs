@@ -35,29 +35,28 @@ impl Chain {
             gateway: Netns::new("gateway")?,
             backend: Netns::new("backend")?,
         };
+        let cidr = |addr: &str, len: u8| format!("{addr}/{len}");
+        let (client, front) = (
+            [cidr(Self::CLIENT, 24), cidr(Self::CLIENT6, 64)],
+            [
+                cidr(Self::GATEWAY_FRONT, 24),
+                cidr(Self::GATEWAY_FRONT6, 64),
+            ],
+        );
+        let (back, backend) = (
+            [cidr(Self::GATEWAY_BACK, 24), cidr(Self::GATEWAY_BACK6, 64)],
+            [cidr(Self::BACKEND, 24), cidr(Self::BACKEND6, 64)],
+        );
+        fn refs(a: &[String; 2]) -> [&str; 2] {
+            [&a[0], &a[1]]
+        }
         link(
-            End {
-                ns: &chain.client,
-                ifname: "eth0",
-                addrs: &["198.51.100.2/24", "2001:db8:1::2/64"],
-            },
-            End {
-                ns: &chain.gateway,
-                ifname: "front",
-                addrs: &["198.51.100.1/24", "2001:db8:1::1/64"],
-            },
+            End::new(&chain.client, "eth0", &refs(&client)),
+            End::new(&chain.gateway, "front", &refs(&front)),
         )?;
         link(
-            End {
-                ns: &chain.gateway,
-                ifname: "back",
-                addrs: &["192.0.2.1/24", "2001:db8:2::1/64"],
-            },
-            End {
-                ns: &chain.backend,
-                ifname: "eth0",
-                addrs: &["192.0.2.2/24", "2001:db8:2::2/64"],
-            },
+            End::new(&chain.gateway, "back", &refs(&back)),
+            End::new(&chain.backend, "eth0", &refs(&backend)),
         )?;
         chain.client.route("default", Self::GATEWAY_FRONT)?;
         chain.client.route("default", Self::GATEWAY_FRONT6)?;
@@ -107,44 +106,26 @@ impl Grid {
                 .collect::<Result<_>>()?,
             backend: Netns::new("backend")?,
         };
-        for (host, addr) in [
-            (&grid.client, "203.0.113.100/24"),
-            (&grid.backend, "192.0.2.2/24"),
-        ] {
+        for (host, addr) in [(&grid.client, Self::CLIENT), (&grid.backend, Self::BACKEND)] {
             host.ip(&["link", "add", "br0", "type", "bridge"])?;
-            host.ip(&["addr", "add", addr, "dev", "br0"])?;
+            host.ip(&["addr", "add", &format!("{addr}/24"), "dev", "br0"])?;
             host.ip(&["link", "set", "br0", "up"])?;
         }
         for (i, gw) in grid.gateways.iter().enumerate() {
-            let (front, back) = (format!("gw{}", i + 1), format!("gw{}", i + 1));
+            // The bridge port in the client's and the backend's host, named for the gateway.
+            let port = format!("gw{}", i + 1);
             let public = format!("{}/24", Self::gateway_public(i));
             let private = format!("{}/24", Self::gateway_private(i));
             link(
-                End {
-                    ns: &grid.client,
-                    ifname: &front,
-                    addrs: &[],
-                },
-                End {
-                    ns: gw,
-                    ifname: "wan",
-                    addrs: &[&public],
-                },
+                End::new(&grid.client, &port, &[]),
+                End::new(gw, "wan", &[&public]),
             )?;
             link(
-                End {
-                    ns: gw,
-                    ifname: "lan",
-                    addrs: &[&private],
-                },
-                End {
-                    ns: &grid.backend,
-                    ifname: &back,
-                    addrs: &[],
-                },
+                End::new(gw, "lan", &[&private]),
+                End::new(&grid.backend, &port, &[]),
             )?;
-            grid.client.ip(&["link", "set", &front, "master", "br0"])?;
-            grid.backend.ip(&["link", "set", &back, "master", "br0"])?;
+            grid.client.ip(&["link", "set", &port, "master", "br0"])?;
+            grid.backend.ip(&["link", "set", &port, "master", "br0"])?;
         }
         Ok(grid)
     }
