@@ -64,9 +64,7 @@ impl Netns {
 
     /// A command that runs `program` inside this namespace.
     pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
+        command_in(&self.name, program.as_ref())
     }
 
     /// Runs `program args...` inside the namespace; returns stdout, or an error with stderr.
@@ -190,6 +188,14 @@ pub fn link(a: End<'_>, b: End<'_>) -> Result<()> {
         end.ns.ip(&["link", "set", end.ifname, "up"])?;
     }
     Ok(())
+}
+
+/// A command that runs `program` inside the namespace called `name`; for holders of a
+/// namespace's name that must not borrow the [`Netns`] (a server next to it in a fixture).
+pub(crate) fn command_in(name: &str, program: &std::ffi::OsStr) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", name]).arg(program);
+    c
 }
 
 fn run(cmd: &mut Command) -> Result<String> {
