@@ -1,0 +1,142 @@
+use super::*;
+use std::path::PathBuf;
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gwx/grid.toml")
+}
+
+fn problems(text: &str) -> Vec<(String, Option<usize>, String)> {
+    let err =
+        config::parse::<Inventory>(text, Path::new("grid.toml")).expect_err("must be rejected");
+    err.problems()
+        .iter()
+        .map(|p| (p.key.clone(), p.position.map(|x| x.0), p.message.clone()))
+        .collect()
+}
+
+const MINIMAL: &str = r#"[grid]
+name = "g"
+
+[[gateway]]
+id = "gw1"
+public = ["203.0.113.11"]
+private = ["192.0.2.11"]
+
+[[service]]
+name = "web"
+protocol = "tcp"
+port = 443
+backend = "192.0.2.2:443"
+mode = "proxy"
+"#;
+
+#[test]
+fn shipped_inventory_loads() {
+    let inv = Inventory::load(&shipped()).unwrap();
+    assert_eq!(inv.gateways.len(), 2);
+    assert_eq!(
+        inv.gateway("gw2").unwrap().public[0].to_string(),
+        "203.0.113.12"
+    );
+    let web = &inv.services[0];
+    assert_eq!(
+        (web.mode, web.proxy_protocol),
+        (Mode::Proxy, ProxyProtocol::V2)
+    );
+    assert_eq!(web.limits.connections_per_source, 64);
+    assert_eq!(
+        web.limits.connect_timeout_ms, 3000,
+        "defaults fill what is not given"
+    );
+    assert_eq!(inv.services[1].mode, Mode::L3);
+    assert_eq!(inv.private_addresses().count(), 4);
+}
+
+#[test]
+fn minimal_inventory_gets_defaults() {
+    let inv: Inventory = config::parse(MINIMAL, Path::new("g.toml")).unwrap();
+    assert_eq!(inv.hardening, Hardening::default());
+    assert_eq!(inv.services[0].proxy_protocol, ProxyProtocol::None);
+}
+
+#[test]
+fn unknown_mode_names_line_key_and_choices() {
+    let got = problems(&MINIMAL.replace("mode = \"proxy\"", "mode = \"dnat\""));
+    assert_eq!(got.len(), 1);
+    let (key, line, msg) = &got[0];
+    assert_eq!((key.as_str(), *line), ("service[0].mode", Some(14)));
+    assert!(
+        msg.contains("unknown variant `dnat`, expected `proxy` or `l3`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn misspelt_limit_key_is_rejected() {
+    let text = format!("{MINIMAL}\n[service.limits]\nconections_per_source = 5\n");
+    let got = problems(&text);
+    assert_eq!(got[0].0, "service[0].limits.conections_per_source");
+    assert_eq!(got[0].1, Some(17));
+}
+
+#[test]
+fn bad_address_is_named() {
+    let got = problems(&MINIMAL.replace("\"203.0.113.11\"", "\"203.0.113.300\""));
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1),
+        ("gateway[0].public[0]", Some(6))
+    );
+    assert!(
+        got[0].2.contains("invalid IP address syntax"),
+        "{:?}",
+        got[0]
+    );
+}
+
+#[test]
+fn semantic_problems_are_all_reported() {
+    let text = r#"[grid]
+name = "g"
+
+[[gateway]]
+id = "gw 1"
+public = ["203.0.113.11"]
+private = ["192.0.2.11"]
+
+[[gateway]]
+id = "gw2"
+public = ["203.0.113.11"]
+private = ["2001:db8::12"]
+
+[[service]]
+name = "web"
+protocol = "tcp"
+port = 22
+backend = "192.0.2.11:80"
+mode = "l3"
+proxy_protocol = "v2"
+
+[[service]]
+name = "web"
+protocol = "tcp"
+port = 22
+backend = "192.0.2.2:0"
+mode = "proxy"
+"#;
+    let keys: Vec<(String, Option<usize>)> =
+        problems(text).into_iter().map(|(k, l, _)| (k, l)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("gateway[0].id".into(), Some(5)),
+            ("gateway[1].public[0]".into(), Some(11)),
+            ("service[0].backend".into(), Some(18)),
+            ("service[0].proxy_protocol".into(), Some(20)),
+            ("service[0].backend".into(), Some(18)),
+            ("service[1].name".into(), Some(23)),
+            ("service[1].port".into(), Some(25)),
+            ("service[1].backend".into(), Some(26)),
+            ("hardening.management_ports[0]".into(), None),
+        ]
+    );
+}

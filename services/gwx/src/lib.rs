@@ -1,0 +1,7 @@
+//! gwx, the DDoS gateway. Several gateways receive a service's traffic and forward it to
+//! a hidden backend that accepts traffic only from them; each gateway takes its share of
+//! an attack and drops known-bad traffic itself.
+//!
+//! * [`inventory`]: the grid described in one TOML file.
+
+pub mod inventory;
