@@ -3,5 +3,9 @@
 //! an attack and drops known-bad traffic itself.
 //!
 //! * [`inventory`]: the grid described in one TOML file.
+//! * [`forward`]: L4 proxy mode (TCP with splice and PROXY headers, UDP sessions).
+//! * [`metrics`]: forwarding metrics per service.
 
+pub mod forward;
 pub mod inventory;
+pub mod metrics;

@@ -1,0 +1,85 @@
+//! Subcommands of `gwx`, one file each, and what they share: the inventory path, the
+//! gateway id, and how errors map to exit codes (64 for a bad inventory or arguments,
+//! 1 for anything that failed while running).
+
+mod check;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use appliance::ConfigError;
+use appliance::cli::{CommonArgs, EXIT_CONFIG, EXIT_FAILURE};
+use clap::{Parser, Subcommand};
+use gwx::inventory::Inventory;
+
+/// Default inventory location on an appliance.
+const DEFAULT_INVENTORY: &str = "/etc/gwx/grid.toml";
+
+/// gwx, the DDoS gateway: forwards service traffic to a hidden backend (L4 proxy or
+/// in-kernel DNAT) and hardens the gateway with nftables. One inventory file describes
+/// the whole grid; `--gateway` says which gateway this host is.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Which gateway of the inventory this host is.
+    #[arg(short, long, global = true, env = "GWX_GATEWAY", value_name = "ID")]
+    pub gateway: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: proxy listeners and the metrics endpoint, reload on SIGHUP,
+    /// drain on SIGTERM.
+    Run(run::RunArgs),
+    /// Validate the inventory and print a summary of the grid.
+    Check,
+}
+
+pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
+    let path = inventory_path(&args.common);
+    match args.command {
+        Command::Run(run) => run::run(&path, &gateway_id(&args.gateway)?, &run),
+        Command::Check => check::run(&path),
+    }
+}
+
+fn inventory_path(common: &CommonArgs) -> PathBuf {
+    common
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_INVENTORY))
+}
+
+/// `--gateway` is required by the commands that act as one gateway.
+fn gateway_id(id: &Option<String>) -> anyhow::Result<String> {
+    id.clone().ok_or_else(|| {
+        anyhow::Error::new(UsageError(
+            "this command needs --gateway ID (or GWX_GATEWAY): which gateway of the inventory this host is".into(),
+        ))
+    })
+}
+
+/// Loads the inventory; its errors keep their type so they map to exit code 64.
+pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
+    Inventory::load(path).context("loading the grid inventory")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// 64 for bad config or usage anywhere in the chain, else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let usage = e
+        .chain()
+        .any(|c| c.is::<ConfigError>() || c.is::<UsageError>());
+    (if usage { EXIT_CONFIG } else { EXIT_FAILURE }) as u8
+}

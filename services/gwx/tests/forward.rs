@@ -1,0 +1,320 @@
+//! gwx proxy mode against the real kernel: client -> gwx in a gateway namespace ->
+//! backend, over TCP and UDP, IPv4 and IPv6, with PROXY headers, limits, reload and drain.
+
+mod common;
+
+use common::{Client, Grid, inventory, tcp_backend, udp_ask, udp_backend};
+use nix::sys::signal::Signal;
+use std::time::Duration;
+use testbed::topology::Chain;
+
+fn web(proxy_protocol: &str, extra_limits: &str) -> String {
+    format!(
+        r#"[[service]]
+name = "web"
+protocol = "tcp"
+port = 8080
+backend = "{}:8080"
+mode = "proxy"
+proxy_protocol = "{proxy_protocol}"
+
+[service.limits]
+{extra_limits}
+"#,
+        Chain::BACKEND
+    )
+}
+
+const DNS: &str = r#"
+[[service]]
+name = "dns"
+protocol = "udp"
+port = 5353
+backend = "192.0.2.2:5353"
+mode = "proxy"
+"#;
+
+fn front(port: u16) -> String {
+    format!("{}:{port}", Chain::GATEWAY_FRONT)
+}
+
+fn front6(port: u16) -> String {
+    format!("[{}]:{port}", Chain::GATEWAY_FRONT6)
+}
+
+#[test]
+fn tcp_reaches_the_backend_with_the_client_address_in_proxy_v2() {
+    let grid = Grid::start(&inventory(&web("v2", "")), &[]);
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
+
+    let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
+    assert_eq!(
+        c.ask("hello").unwrap(),
+        format!("{} gw1 v2 hello", Chain::CLIENT)
+    );
+    assert_eq!(
+        c.ask("again").unwrap(),
+        format!("{} gw1 v2 again", Chain::CLIENT)
+    );
+
+    // IPv6 client on the gateway's IPv6 address, forwarded to the IPv4 backend.
+    let mut c6 = Client::connect(&grid.chain.client, &front6(8080), None).unwrap();
+    assert_eq!(
+        c6.ask("six").unwrap(),
+        format!("{} gw1 v2 six", Chain::CLIENT6)
+    );
+
+    drop((c, c6));
+    assert_eq!(
+        grid.metric("gwx_connections_total{service=\"web\",protocol=\"tcp\"}"),
+        2.0
+    );
+    // "hello\n" + "again\n" + "six\n" from the clients, beyond the PROXY headers.
+    assert_eq!(
+        grid.metric("gwx_bytes_total{service=\"web\",direction=\"to_backend\"}"),
+        16.0
+    );
+}
+
+#[test]
+fn proxy_v1_and_no_header() {
+    let grid = Grid::start(&inventory(&web("v1", "")), &[]);
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
+    let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
+    assert_eq!(c.ask("x").unwrap(), format!("{} - v1 x", Chain::CLIENT));
+
+    let grid = Grid::start(&inventory(&web("none", "")), &[]);
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
+    let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
+    // Without a header the backend sees the gateway, never the client.
+    assert_eq!(
+        c.ask("y").unwrap(),
+        format!("{} - none y", Chain::GATEWAY_BACK)
+    );
+}
+
+#[test]
+fn udp_sessions_reach_the_backend_and_replies_return() {
+    let grid = Grid::start(&inventory(DNS), &[]);
+    udp_backend(&grid.chain.backend, "0.0.0.0:5353");
+    for i in 0..3 {
+        let answer = udp_ask(&grid.chain.client, &front(5353), &format!("q{i}")).unwrap();
+        assert_eq!(answer, format!("{} q{i}", Chain::GATEWAY_BACK));
+    }
+    let answer = udp_ask(&grid.chain.client, &front6(5353), "q6").unwrap();
+    assert_eq!(answer, format!("{} q6", Chain::GATEWAY_BACK));
+    // Each ask used a new client port: four sessions.
+    assert_eq!(
+        grid.metric("gwx_connections_total{service=\"dns\",protocol=\"udp\"}"),
+        4.0
+    );
+}
+
+#[test]
+fn udp_session_cap_refuses_new_clients_only() {
+    let services =
+        DNS.to_owned() + "\n[service.limits]\nudp_sessions = 1\nudp_idle_timeout_secs = 30\n";
+    let grid = Grid::start(&inventory(&services), &[]);
+    udp_backend(&grid.chain.backend, "0.0.0.0:5353");
+    // One long-lived session from a fixed client socket.
+    let to: std::net::SocketAddr = front(5353).parse().unwrap();
+    let held = grid
+        .chain
+        .client
+        .enter(move || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            s.connect(to).unwrap();
+            s
+        })
+        .unwrap();
+    let mut buf = [0u8; 512];
+    held.send(b"first").unwrap();
+    let n = held.recv(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        format!("{} first", Chain::GATEWAY_BACK).as_bytes()
+    );
+
+    // A second client is over the cap: no answer, counted.
+    assert!(udp_ask(&grid.chain.client, &front(5353), "second").is_err());
+    assert_eq!(
+        grid.metric("gwx_refused_total{service=\"dns\",reason=\"session_cap\"}"),
+        1.0
+    );
+    // The existing session still works.
+    held.send(b"again").unwrap();
+    let n = held.recv(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        format!("{} again", Chain::GATEWAY_BACK).as_bytes()
+    );
+}
+
+#[test]
+fn a_source_over_its_connection_limit_is_refused_while_others_pass() {
+    let grid = Grid::start(&inventory(&web("v2", "connections_per_source = 2")), &[]);
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
+    let second = "198.51.100.3";
+    grid.chain
+        .client
+        .ip(&["addr", "add", &format!("{second}/24"), "dev", "eth0"])
+        .unwrap();
+
+    let mut held: Vec<Client> = (0..2)
+        .map(|_| Client::connect(&grid.chain.client, &front(8080), Some(Chain::CLIENT)).unwrap())
+        .collect();
+    for c in &mut held {
+        assert!(c.ask("in").unwrap().starts_with(Chain::CLIENT));
+    }
+    // The third from the same source is accepted by the kernel and closed by gwx.
+    let mut third = Client::connect(&grid.chain.client, &front(8080), Some(Chain::CLIENT)).unwrap();
+    let refused = third.ask("over").unwrap_or_default();
+    assert_eq!(
+        refused, "",
+        "third connection must be closed without an answer"
+    );
+    // Another source still passes.
+    let mut other = Client::connect(&grid.chain.client, &front(8080), Some(second)).unwrap();
+    assert_eq!(other.ask("ok").unwrap(), format!("{second} gw1 v2 ok"));
+    assert_eq!(
+        grid.metric("gwx_refused_total{service=\"web\",reason=\"source_limit\"}"),
+        1.0
+    );
+
+    // Closing one frees a slot.
+    held.pop();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = Client::connect(&grid.chain.client, &front(8080), Some(Chain::CLIENT)).unwrap();
+    assert!(again.ask("back").unwrap().starts_with(Chain::CLIENT));
+}
+
+#[test]
+fn backend_down_is_refused_and_counted() {
+    let grid = Grid::start(&inventory(&web("v2", "connect_timeout_ms = 500")), &[]);
+    // No backend listener: the backend host answers with a reset.
+    let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
+    assert_eq!(c.ask("anyone?").unwrap_or_default(), "");
+    assert_eq!(
+        grid.metric("gwx_refused_total{service=\"web\",reason=\"backend_unreachable\"}"),
+        1.0
+    );
+    assert!(grid.log().contains("backend unreachable"), "{}", grid.log());
+}
+
+#[test]
+fn reload_under_live_connections_drops_none() {
+    let mut grid = Grid::start(&inventory(&web("v2", "")), &[]);
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8081");
+    let mut live: Vec<Client> = (0..5)
+        .map(|_| Client::connect(&grid.chain.client, &front(8080), None).unwrap())
+        .collect();
+    for c in &mut live {
+        assert_eq!(
+            c.ask("before").unwrap(),
+            format!("{} gw1 v2 before", Chain::CLIENT)
+        );
+    }
+
+    // New settings for the same listener (v1 header) and a second service.
+    let second = web("none", "")
+        .replace("\"web\"", "\"api\"")
+        .replace("8080", "8081");
+    grid.reload(&inventory(&(web("v1", "") + &second)));
+    assert!(grid.log().contains("config reloaded"), "{}", grid.log());
+
+    // Live connections keep their PROXY v2 session; new ones get the new settings.
+    for c in &mut live {
+        assert_eq!(
+            c.ask("after").unwrap(),
+            format!("{} gw1 v2 after", Chain::CLIENT)
+        );
+    }
+    let mut fresh = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
+    assert_eq!(
+        fresh.ask("new").unwrap(),
+        format!("{} - v1 new", Chain::CLIENT)
+    );
+    let mut api = Client::connect(&grid.chain.client, &front(8081), None).unwrap();
+    assert_eq!(
+        api.ask("api").unwrap(),
+        format!("{} - none api", Chain::GATEWAY_BACK)
+    );
+
+    // A broken inventory changes nothing and is reported with line and key.
+    grid.reload(&inventory(&web("v3", "")));
+    assert!(grid.log().contains("reload failed"), "{}", grid.log());
+    assert!(
+        grid.log().contains("key `service[0].proxy_protocol`"),
+        "{}",
+        grid.log()
+    );
+    for c in &mut live {
+        assert_eq!(
+            c.ask("still").unwrap(),
+            format!("{} gw1 v2 still", Chain::CLIENT)
+        );
+    }
+
+    // Removing the service stops its listener but not its connections.
+    grid.reload(&inventory(&second));
+    assert!(Client::connect(&grid.chain.client, &front(8080), None).is_err());
+    for c in &mut live {
+        assert_eq!(
+            c.ask("last").unwrap(),
+            format!("{} gw1 v2 last", Chain::CLIENT)
+        );
+    }
+    assert_eq!(grid.metric("gwx_reloads_total{result=\"ok\"}"), 2.0);
+    assert_eq!(grid.metric("gwx_reloads_total{result=\"error\"}"), 1.0);
+}
+
+#[test]
+fn sigterm_drains_open_connections_then_exits() {
+    let mut grid = Grid::start(&inventory(&web("v2", "")), &[]);
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
+    let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
+    assert!(c.ask("one").unwrap().ends_with("one"));
+    grid.gwx.signal(Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(grid.gwx.is_running(), "must wait for the open connection");
+    assert!(
+        Client::connect(&grid.chain.client, &front(8080), None).is_err(),
+        "no new connections while draining"
+    );
+    assert!(c.ask("two").unwrap().ends_with("two"));
+    drop(c);
+    let status = grid.gwx.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status}\n{}", grid.log());
+}
+
+#[test]
+fn bad_inventory_exits_64_naming_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grid.toml");
+    std::fs::write(&path, inventory(&web("v2", "conections_per_source = 3"))).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gwx"))
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "--gateway",
+            "gw1",
+            "check",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 18, column 1, key `service[0].limits.conections_per_source`"),
+        "{err}"
+    );
+
+    let missing_gateway = std::process::Command::new(env!("CARGO_BIN_EXE_gwx"))
+        .args(["--config", path.to_str().unwrap(), "run"])
+        .env_remove("GWX_GATEWAY")
+        .output()
+        .unwrap();
+    assert_eq!(missing_gateway.status.code(), Some(64));
+}
