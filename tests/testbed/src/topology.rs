@@ -77,6 +77,9 @@ impl Chain {
 /// client 203.0.113.100+                                   +-- 192.0.2.2 backend
 ///                     +-- gw2 203.0.113.12 | 192.0.2.12 --+
 /// ```
+///
+/// Every host also has an IPv6 address: 2001:db8:203::/64 on the client's segment,
+/// 2001:db8:192::/64 on the backend's, with the same last group as the IPv4 address.
 pub struct Grid {
     pub client: Netns,
     pub gateways: Vec<Netns>,
@@ -86,6 +89,8 @@ pub struct Grid {
 impl Grid {
     pub const CLIENT: &'static str = "203.0.113.100";
     pub const BACKEND: &'static str = "192.0.2.2";
+    pub const CLIENT6: &'static str = "2001:db8:203::100";
+    pub const BACKEND6: &'static str = "2001:db8:192::2";
 
     /// Public (client-side) address of gateway `i` (0-based).
     pub fn gateway_public(i: usize) -> String {
@@ -97,6 +102,16 @@ impl Grid {
         format!("192.0.2.{}", 11 + i)
     }
 
+    /// Public IPv6 address of gateway `i` (0-based).
+    pub fn gateway_public6(i: usize) -> String {
+        format!("2001:db8:203::{}", 11 + i)
+    }
+
+    /// Private IPv6 address of gateway `i` (0-based).
+    pub fn gateway_private6(i: usize) -> String {
+        format!("2001:db8:192::{}", 11 + i)
+    }
+
     pub fn new(gateways: usize) -> Result<Grid> {
         assert!((1..=40).contains(&gateways), "a grid has 1 to 40 gateways");
         let grid = Grid {
@@ -106,22 +121,28 @@ impl Grid {
                 .collect::<Result<_>>()?,
             backend: Netns::new("backend")?,
         };
-        for (host, addr) in [(&grid.client, Self::CLIENT), (&grid.backend, Self::BACKEND)] {
+        for (host, addr, addr6) in [
+            (&grid.client, Self::CLIENT, Self::CLIENT6),
+            (&grid.backend, Self::BACKEND, Self::BACKEND6),
+        ] {
             host.ip(&["link", "add", "br0", "type", "bridge"])?;
             host.ip(&["addr", "add", &format!("{addr}/24"), "dev", "br0"])?;
+            host.ip(&["addr", "add", &format!("{addr6}/64"), "dev", "br0", "nodad"])?;
             host.ip(&["link", "set", "br0", "up"])?;
         }
         for (i, gw) in grid.gateways.iter().enumerate() {
             // The bridge port in the client's and the backend's host, named for the gateway.
             let port = format!("gw{}", i + 1);
             let public = format!("{}/24", Self::gateway_public(i));
+            let public6 = format!("{}/64", Self::gateway_public6(i));
             let private = format!("{}/24", Self::gateway_private(i));
+            let private6 = format!("{}/64", Self::gateway_private6(i));
             link(
                 End::new(&grid.client, &port, &[]),
-                End::new(gw, "wan", &[&public]),
+                End::new(gw, "wan", &[&public, &public6]),
             )?;
             link(
-                End::new(gw, "lan", &[&private]),
+                End::new(gw, "lan", &[&private, &private6]),
                 End::new(&grid.backend, &port, &[]),
             )?;
             grid.client.ip(&["link", "set", &port, "master", "br0"])?;

@@ -107,11 +107,14 @@ fn grid_gateways_reach_backend_but_client_does_not() {
             String::from_utf8(reply).unwrap(),
             format!("got hi from {}", Grid::gateway_private(i))
         );
-        // And each gateway's public address answers from the client's segment.
-        let ping = grid
-            .client
-            .exec("ping", &["-c1", "-W2", &Grid::gateway_public(i)]);
-        assert!(ping.is_ok(), "{ping:?}");
+        // And each gateway's public addresses answer from the client's segment.
+        for addr in [Grid::gateway_public(i), Grid::gateway_public6(i)] {
+            let ping = grid.client.exec("ping", &["-c1", "-W2", &addr]);
+            assert!(ping.is_ok(), "{addr}: {ping:?}");
+        }
+        // The backend's IPv6 address is reachable from each gateway too.
+        let ping6 = gw.exec("ping", &["-c1", "-W2", Grid::BACKEND6]);
+        assert!(ping6.is_ok(), "{ping6:?}");
     }
     // The backend is hidden: the client has no route to it.
     assert!(send(&grid.client, backend, b"direct").is_err());
