@@ -4,6 +4,8 @@
 //! * [`netns`]: network namespaces as hosts, veth links between them, commands and
 //!   sockets inside them, nftables rulesets applied in them; all removed on drop.
 //! * [`topology`]: ready-made layouts, e.g. client -> gateway -> backend.
+//! * [`backends`] and [`clients`]: TCP/UDP servers that report what they saw (PROXY
+//!   headers included) and clients to drive them from inside a namespace.
 //! * [`process`]: child processes killed on drop (also on panic) with readiness checks.
 //! * [`servers`]: real servers from Debian packages (MariaDB, slapd, spamd, clamd,
 //!   smtp-sink, nginx, openssl s_server) on a private port and data dir.
@@ -12,6 +14,8 @@
 //! Addresses come from the documentation ranges (192.0.2.0/24, 198.51.100.0/24,
 //! 203.0.113.0/24, 2001:db8::/32) so a test host can never be mistaken for a real one.
 
+pub mod backends;
+pub mod clients;
 pub mod error;
 pub mod netns;
 pub mod ports;

@@ -98,7 +98,7 @@ mod tests {
         }
         let tlvs: Vec<_> = parsed.tlvs().map(|t| t.unwrap()).collect();
         assert_eq!(tlvs.len(), 1);
-        assert_eq!(u8::from(tlvs[0].kind), TLV_GATEWAY_ID);
+        assert_eq!(tlvs[0].kind, TLV_GATEWAY_ID);
         assert_eq!(&tlvs[0].value[..], b"gw1");
     }
 
