@@ -32,6 +32,9 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> std::io::Result<(u16, Str
     .unwrap()
 }
 
+/// How long [`Client::connect`] waits for a handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A line-based client connection opened from inside a namespace.
 pub struct Client {
     reader: BufReader<TcpStream>,
@@ -100,11 +103,17 @@ impl RawSocket {
         nix::sys::socket::bind(self.0.as_raw_fd(), &a).map_err(Into::into)
     }
 
+    /// Connects within [`CONNECT_TIMEOUT`]: Linux bounds a blocking connect() by the
+    /// send timeout, so a dropped SYN fails the connect instead of retrying for minutes.
     fn connect_timeout_std(self, to: SocketAddr) -> std::io::Result<TcpStream> {
         use std::os::fd::AsRawFd;
+        let timeout = nix::sys::time::TimeVal::new(CONNECT_TIMEOUT.as_secs() as i64, 0);
+        nix::sys::socket::setsockopt(&self.0, nix::sys::socket::sockopt::SendTimeout, &timeout)?;
         let a = nix::sys::socket::SockaddrStorage::from(to);
         nix::sys::socket::connect(self.0.as_raw_fd(), &a)?;
-        Ok(TcpStream::from(self.0))
+        let stream = TcpStream::from(self.0);
+        stream.set_write_timeout(None)?;
+        Ok(stream)
     }
 }
 
@@ -122,4 +131,70 @@ pub fn udp_ask(ns: &Netns, to: &str, payload: &str) -> std::io::Result<String> {
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     })
     .unwrap()
+}
+
+/// One sample of a Prometheus/OpenMetrics text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of label `key`, if present.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses the samples of a metrics text (comments skipped). Label values with escaped
+/// quotes are not expected from our services and are kept as they are.
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = value.parse().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}')?;
+                    let labels = body
+                        .split("\",")
+                        .filter(|p| !p.is_empty())
+                        .filter_map(|p| {
+                            let (k, v) = p.split_once("=\"")?;
+                            Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
+                        })
+                        .collect();
+                    (name, labels)
+                }
+                None => (series, Vec::new()),
+            };
+            Some(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_labels_and_values() {
+        let text = "# HELP x y\ngwx_refused_total{service=\"web\",reason=\"source_limit\"} 3\ngwx_ready 1\n# EOF\n";
+        let s = parse_metrics(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, "gwx_refused_total");
+        assert_eq!(s[0].label("reason"), Some("source_limit"));
+        assert_eq!(s[0].value, 3.0);
+        assert_eq!((s[1].name.as_str(), s[1].value), ("gwx_ready", 1.0));
+    }
 }
