@@ -5,7 +5,12 @@
 //! * [`inventory`]: the grid described in one TOML file.
 //! * [`forward`]: L4 proxy mode (TCP with splice and PROXY headers, UDP sessions).
 //! * [`metrics`]: forwarding metrics per service.
+//! * [`nft`]: the gateway's hardened nftables ruleset, the backend's allow-only-gateways
+//!   ruleset, their atomic apply and their counters as metrics.
+//! * [`sysctl`]: the gateway's kernel settings as a `sysctl.d` file.
 
 pub mod forward;
 pub mod inventory;
 pub mod metrics;
+pub mod nft;
+pub mod sysctl;

@@ -34,6 +34,10 @@ backend = "192.0.2.2:5353"
 mode = "proxy"
 "#;
 
+/// Tests of the proxy's own behaviour run without the nftables ruleset, so a limit the
+/// ruleset also enforces is seen by the proxy; `tests/nft.rs` covers the ruleset.
+const PROXY_ONLY: &[&str] = &["--no-ruleset"];
+
 fn front(port: u16) -> String {
     format!("{}:{port}", Chain::GATEWAY_FRONT)
 }
@@ -44,7 +48,7 @@ fn front6(port: u16) -> String {
 
 #[test]
 fn tcp_reaches_the_backend_with_the_client_address_in_proxy_v2() {
-    let grid = Grid::start(&inventory(&web("v2", "")), &[]);
+    let grid = Grid::start(&inventory(&web("v2", "")), &["--counter-interval", "1"]);
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
 
     let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
@@ -78,12 +82,12 @@ fn tcp_reaches_the_backend_with_the_client_address_in_proxy_v2() {
 
 #[test]
 fn proxy_v1_and_no_header() {
-    let grid = Grid::start(&inventory(&web("v1", "")), &[]);
+    let grid = Grid::start(&inventory(&web("v1", "")), PROXY_ONLY);
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
     let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
     assert_eq!(c.ask("x").unwrap(), format!("{} - v1 x", Chain::CLIENT));
 
-    let grid = Grid::start(&inventory(&web("none", "")), &[]);
+    let grid = Grid::start(&inventory(&web("none", "")), PROXY_ONLY);
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
     let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
     // Without a header the backend sees the gateway, never the client.
@@ -95,7 +99,7 @@ fn proxy_v1_and_no_header() {
 
 #[test]
 fn udp_sessions_reach_the_backend_and_replies_return() {
-    let grid = Grid::start(&inventory(DNS), &[]);
+    let grid = Grid::start(&inventory(DNS), PROXY_ONLY);
     udp_backend(&grid.chain.backend, "0.0.0.0:5353");
     for i in 0..3 {
         let answer = udp_ask(&grid.chain.client, &front(5353), &format!("q{i}")).unwrap();
@@ -114,7 +118,7 @@ fn udp_sessions_reach_the_backend_and_replies_return() {
 fn udp_session_cap_refuses_new_clients_only() {
     let services =
         DNS.to_owned() + "\n[service.limits]\nudp_sessions = 1\nudp_idle_timeout_secs = 30\n";
-    let grid = Grid::start(&inventory(&services), &[]);
+    let grid = Grid::start(&inventory(&services), PROXY_ONLY);
     udp_backend(&grid.chain.backend, "0.0.0.0:5353");
     // One long-lived session from a fixed client socket.
     let to: std::net::SocketAddr = front(5353).parse().unwrap();
@@ -153,7 +157,10 @@ fn udp_session_cap_refuses_new_clients_only() {
 
 #[test]
 fn a_source_over_its_connection_limit_is_refused_while_others_pass() {
-    let grid = Grid::start(&inventory(&web("v2", "connections_per_source = 2")), &[]);
+    let grid = Grid::start(
+        &inventory(&web("v2", "connections_per_source = 2")),
+        PROXY_ONLY,
+    );
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
     let second = "198.51.100.3";
     grid.chain
@@ -191,7 +198,10 @@ fn a_source_over_its_connection_limit_is_refused_while_others_pass() {
 
 #[test]
 fn backend_down_is_refused_and_counted() {
-    let grid = Grid::start(&inventory(&web("v2", "connect_timeout_ms = 500")), &[]);
+    let grid = Grid::start(
+        &inventory(&web("v2", "connect_timeout_ms = 500")),
+        PROXY_ONLY,
+    );
     // No backend listener: the backend host answers with a reset.
     let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
     assert_eq!(c.ask("anyone?").unwrap_or_default(), "");
@@ -204,7 +214,7 @@ fn backend_down_is_refused_and_counted() {
 
 #[test]
 fn reload_under_live_connections_drops_none() {
-    let mut grid = Grid::start(&inventory(&web("v2", "")), &[]);
+    let mut grid = Grid::start(&inventory(&web("v2", "")), PROXY_ONLY);
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
     tcp_backend(&grid.chain.backend, "0.0.0.0:8081");
     let mut live: Vec<Client> = (0..5)
@@ -272,7 +282,7 @@ fn reload_under_live_connections_drops_none() {
 
 #[test]
 fn sigterm_drains_open_connections_then_exits() {
-    let mut grid = Grid::start(&inventory(&web("v2", "")), &[]);
+    let mut grid = Grid::start(&inventory(&web("v2", "")), PROXY_ONLY);
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
     let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
     assert!(c.ask("one").unwrap().ends_with("one"));

@@ -3,7 +3,9 @@
 //! 1 for anything that failed while running).
 
 mod check;
+mod ruleset;
 mod run;
+mod sysctl;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +43,15 @@ pub enum Command {
     Run(run::RunArgs),
     /// Validate the inventory and print a summary of the grid.
     Check,
+    /// Print the gateway's nftables ruleset (JSON for `nft -j -f -`).
+    Ruleset,
+    /// Apply the gateway's nftables ruleset in one transaction (bans are kept).
+    Apply(ruleset::ApplyArgs),
+    /// Print (or apply on the backend host) the backend's ruleset: the service ports
+    /// accepted only from the gateways.
+    BackendRuleset(ruleset::BackendArgs),
+    /// Print or write the gateway's sysctl.d file.
+    Sysctl(sysctl::SysctlArgs),
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -48,6 +59,10 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Run(run) => run::run(&path, &gateway_id(&args.gateway)?, &run),
         Command::Check => check::run(&path),
+        Command::Ruleset => ruleset::print_gateway(&path, &gateway_id(&args.gateway)?),
+        Command::Apply(a) => ruleset::apply_gateway(&path, &gateway_id(&args.gateway)?, &a),
+        Command::BackendRuleset(a) => ruleset::backend(&path, &a),
+        Command::Sysctl(a) => sysctl::run(&path, &gateway_id(&args.gateway)?, &a),
     }
 }
 

@@ -107,6 +107,26 @@ impl Grid {
             .unwrap_or_else(|| panic!("no metric {prefix} in:\n{text}"))
     }
 
+    /// Waits up to 10 s until the metric `prefix` satisfies `ok` (counters that gwx
+    /// refreshes periodically).
+    pub fn wait_for_metric(&self, prefix: &str, ok: impl Fn(f64) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.metrics();
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()));
+            if value.is_some_and(&ok) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{prefix} is {value:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Rewrites the inventory and sends SIGHUP; waits until gwx logged the reload.
     pub fn reload(&mut self, inventory_text: &str) {
         let before = self.log().matches("config reloaded").count()
