@@ -76,7 +76,14 @@ impl Firewall {
     fn refresh(&self) {
         let Some(nft) = &self.nft else { return };
         match counters::read(nft, gateway::TABLE) {
-            Ok(c) => self.metrics.update(&c),
+            Ok(c) => {
+                tracing::debug!(
+                    rules = c.len(),
+                    packets = c.iter().map(|r| r.packets).sum::<u64>(),
+                    "ruleset counters read"
+                );
+                self.metrics.update(&c)
+            }
             Err(e) => tracing::warn!(error = %e, "cannot read the ruleset's counters"),
         }
     }
