@@ -3,9 +3,9 @@
 //! from tokio and each splice is a non-blocking attempt (`try_io`), so a relay costs no
 //! thread. tokio's `copy_bidirectional` would copy every byte through a user buffer.
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use nix::fcntl::{OFlag, SpliceFFlags, splice};
@@ -43,13 +43,61 @@ impl Activity {
     }
 }
 
-/// A pipe sized for [`CHUNK`]; non-blocking so a full or empty pipe is an EAGAIN, not a
-/// stalled runtime thread.
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-    // Best effort: a larger pipe means fewer calls per byte; the default (64 KiB) works.
-    let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
-    Ok((r, w))
+/// Empty pipes kept for reuse. Creating a pipe and growing it to [`CHUNK`] costs
+/// several syscalls and a page allocation, which every short connection would otherwise
+/// pay twice; HAProxy pools its pipes for the same reason.
+static POOL: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
+/// Most pipes kept: enough for bursts of short connections, bounded in memory
+/// (each holds up to CHUNK bytes of kernel buffer only while in use).
+const POOL_MAX: usize = 256;
+
+/// A pipe between two splices; back into the pool on drop if it is empty.
+struct Pipe {
+    /// (read end, write end); `None` only while being returned to the pool.
+    fds: Option<(OwnedFd, OwnedFd)>,
+    /// Bytes spliced in and not yet out. Only an empty pipe may be reused: leftover
+    /// bytes would leak into another connection.
+    pending: usize,
+}
+
+impl Pipe {
+    fn take() -> std::io::Result<Pipe> {
+        let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let fds = match pooled {
+            Some(p) => p,
+            None => {
+                // Non-blocking: a full or empty pipe is an EAGAIN, never a stalled thread.
+                let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+                // Best effort: a larger pipe means fewer calls per byte; 64 KiB works too.
+                let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
+                (r, w)
+            }
+        };
+        Ok(Pipe {
+            fds: Some(fds),
+            pending: 0,
+        })
+    }
+
+    fn read_end(&self) -> BorrowedFd<'_> {
+        self.fds.as_ref().expect("pipe in use").0.as_fd()
+    }
+
+    fn write_end(&self) -> BorrowedFd<'_> {
+        self.fds.as_ref().expect("pipe in use").1.as_fd()
+    }
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        let Some(fds) = self.fds.take() else { return };
+        if self.pending == 0 {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOL_MAX {
+                pool.push(fds);
+            }
+        }
+    }
 }
 
 /// Moves bytes from `from` to `to` until `from` reaches EOF, then half-closes `to` so
@@ -60,14 +108,14 @@ pub async fn one_way(
     activity: &Activity,
     bytes: &Counter,
 ) -> std::io::Result<u64> {
-    let (pipe_r, pipe_w) = pipe()?;
+    let mut pipe = Pipe::take()?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let mut total = 0u64;
     loop {
         let n = loop {
             from.readable().await?;
             match from.try_io(Interest::READABLE, || {
-                splice(from.as_fd(), None, pipe_w.as_fd(), None, CHUNK, flags).map_err(Into::into)
+                splice(from.as_fd(), None, pipe.write_end(), None, CHUNK, flags).map_err(Into::into)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -88,13 +136,14 @@ pub async fn one_way(
             })?;
             return Ok(total);
         }
-        let mut left = n;
-        while left > 0 {
+        pipe.pending = n;
+        while pipe.pending > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || {
-                splice(pipe_r.as_fd(), None, to.as_fd(), None, left, flags).map_err(Into::into)
+                splice(pipe.read_end(), None, to.as_fd(), None, pipe.pending, flags)
+                    .map_err(Into::into)
             }) {
-                Ok(m) => left -= m,
+                Ok(m) => pipe.pending -= m,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
@@ -102,5 +151,35 @@ pub async fn one_way(
         total += n as u64;
         bytes.inc_by(n as u64);
         activity.touch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pooled() -> usize {
+        POOL.lock().unwrap().len()
+    }
+
+    // The only test in this binary that uses the pool, so the counts are exact.
+    #[test]
+    fn only_empty_pipes_return_to_the_pool() {
+        POOL.lock().unwrap().clear();
+        let mut dirty = Pipe::take().unwrap();
+        dirty.pending = 5;
+        drop(dirty);
+        assert_eq!(
+            pooled(),
+            0,
+            "a pipe with bytes in it is closed, never reused"
+        );
+
+        drop(Pipe::take().unwrap());
+        assert_eq!(pooled(), 1, "an empty pipe goes back to the pool");
+        let reused = Pipe::take().unwrap();
+        assert_eq!(pooled(), 0, "and is taken from it again");
+        drop(reused);
+        assert_eq!(pooled(), 1);
     }
 }
