@@ -24,6 +24,8 @@ impl SourceLimit {
         })
     }
 
+    /// Changes the maximum for new connections. Connections accepted while the limit
+    /// was 0 (unlimited) were not counted, so they do not count against a limit set later.
     pub fn set_max(&self, max: u32) {
         self.max.store(max, Ordering::Relaxed);
     }
@@ -31,6 +33,10 @@ impl SourceLimit {
     /// A slot for `source`, or `None` when it already holds the maximum.
     pub fn acquire(self: &Arc<Self>, source: IpAddr) -> Option<SourceSlot> {
         let max = self.max.load(Ordering::Relaxed);
+        if max == 0 {
+            // Unlimited: no count to keep, so no lock on the accept path.
+            return Some(SourceSlot { counted: None, source });
+        }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let n = counts.entry(source).or_insert(0);
         if max != 0 && *n >= max {
@@ -38,7 +44,7 @@ impl SourceLimit {
         }
         *n += 1;
         Some(SourceSlot {
-            limit: self.clone(),
+            counted: Some(self.clone()),
             source,
         })
     }
@@ -52,13 +58,15 @@ impl SourceLimit {
 /// One held connection slot; freed on drop.
 #[derive(Debug)]
 pub struct SourceSlot {
-    limit: Arc<SourceLimit>,
+    /// The limit this slot was counted in; `None` when the limit was unlimited.
+    counted: Option<Arc<SourceLimit>>,
     source: IpAddr,
 }
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
-        let mut counts = self.limit.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(limit) = &self.counted else { return };
+        let mut counts = limit.counts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = counts.get_mut(&self.source) {
             *n -= 1;
             // Forget idle sources so the map does not grow with every address ever seen.
@@ -90,8 +98,17 @@ mod tests {
     }
 
     #[test]
-    fn zero_is_unlimited_and_idle_sources_are_forgotten() {
+    fn zero_is_unlimited_and_keeps_no_counts() {
         let limit = SourceLimit::new(0);
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let slots: Vec<_> = (0..1000).map(|_| limit.acquire(a).unwrap()).collect();
+        assert_eq!(limit.holders(), 0);
+        drop(slots);
+    }
+
+    #[test]
+    fn idle_sources_are_forgotten() {
+        let limit = SourceLimit::new(2000);
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let slots: Vec<_> = (0..1000).map(|_| limit.acquire(a).unwrap()).collect();
         assert_eq!(limit.holders(), 1);

@@ -1,7 +1,8 @@
-//! Zero-copy TCP relay with splice(2): bytes move socket -> pipe -> socket inside the
-//! kernel and never enter user space. The sockets stay tokio sockets; readiness comes
-//! from tokio and each splice is a non-blocking attempt (`try_io`), so a relay costs no
-//! thread. tokio's `copy_bidirectional` would copy every byte through a user buffer.
+//! TCP relay: short exchanges are copied, bulk streams move with splice(2), socket ->
+//! pipe -> socket inside the kernel, never entering user space. The sockets stay tokio
+//! sockets; readiness comes from tokio and each splice is a non-blocking attempt
+//! (`try_io`), so a relay costs no thread. tokio's `copy_bidirectional` would copy every
+//! byte of a bulk stream through a user buffer.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,9 +101,68 @@ impl Drop for Pipe {
     }
 }
 
+/// Bytes copied through user space before a stream counts as bulk.
+const COPY_BUF: usize = 16 * 1024;
+
 /// Moves bytes from `from` to `to` until `from` reaches EOF, then half-closes `to` so
 /// the peer sees the end too. Returns the bytes moved; `bytes` counts them as they go.
+///
+/// Short exchanges (a request, a small response) are copied through a small buffer: for
+/// a few hundred bytes a pipe costs more than the copy it saves. A read that fills the
+/// buffer marks the stream as bulk, and from then on it is spliced, as HAProxy's
+/// `splice-auto` does.
 pub async fn one_way(
+    from: &TcpStream,
+    to: &TcpStream,
+    activity: &Activity,
+    bytes: &Counter,
+) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = loop {
+            from.readable().await?;
+            match from.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            half_close(to)?;
+            return Ok(total);
+        }
+        let mut sent = 0;
+        while sent < n {
+            to.writable().await?;
+            match to.try_write(&buf[sent..n]) {
+                Ok(m) => sent += m,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        total += n as u64;
+        bytes.inc_by(n as u64);
+        activity.touch();
+        if n == buf.len() {
+            drop(buf);
+            return Ok(total + splice_rest(from, to, activity, bytes).await?);
+        }
+    }
+}
+
+/// Tells the peer that no more bytes come (a FIN), unless it is already gone.
+fn half_close(to: &TcpStream) -> std::io::Result<()> {
+    nix::sys::socket::shutdown(
+        std::os::fd::AsRawFd::as_raw_fd(to),
+        nix::sys::socket::Shutdown::Write,
+    )
+    .or_else(|e| if e == nix::errno::Errno::ENOTCONN { Ok(()) } else { Err(e) })
+    .map_err(Into::into)
+}
+
+/// The bulk part of [`one_way`]: socket -> pipe -> socket until EOF.
+async fn splice_rest(
     from: &TcpStream,
     to: &TcpStream,
     activity: &Activity,
@@ -123,17 +183,7 @@ pub async fn one_way(
             }
         };
         if n == 0 {
-            nix::sys::socket::shutdown(
-                std::os::fd::AsRawFd::as_raw_fd(to),
-                nix::sys::socket::Shutdown::Write,
-            )
-            .or_else(|e| {
-                if e == nix::errno::Errno::ENOTCONN {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+            half_close(to)?;
             return Ok(total);
         }
         pipe.pending = n;

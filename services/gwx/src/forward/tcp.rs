@@ -16,6 +16,7 @@ use super::Settings;
 use super::proxy_header;
 use super::source_limit::SourceSlot;
 use super::splice::{Activity, one_way};
+use crate::inventory::ProxyProtocol;
 use crate::metrics::{ActiveGuard, Refusal};
 
 /// Accepts on `listener` until `stop`; each connection runs as a task on `tracker`, so
@@ -62,7 +63,6 @@ async fn relay(
     _slot: SourceSlot,
 ) -> std::io::Result<()> {
     let _active = ActiveGuard::new(&s.counters);
-    let local = client.local_addr()?;
     let backend = match tokio::time::timeout(
         s.limits.connect_timeout(),
         TcpStream::connect(s.backend),
@@ -84,8 +84,12 @@ async fn relay(
     client.set_nodelay(true)?;
     backend.set_nodelay(true)?;
     let mut backend = backend;
-    if let Some(header) = proxy_header::encode(s.proxy_protocol, peer, local, &s.gateway_id)? {
-        backend.write_all(&header).await?;
+    if s.proxy_protocol != ProxyProtocol::None {
+        // Only a header needs the local address (a getsockname per connection).
+        let local = client.local_addr()?;
+        if let Some(header) = proxy_header::encode(s.proxy_protocol, peer, local, &s.gateway_id)? {
+            backend.write_all(&header).await?;
+        }
     }
 
     let activity = Activity::new();
