@@ -81,6 +81,42 @@ fn tcp_reaches_the_backend_with_the_client_address_in_proxy_v2() {
 }
 
 #[test]
+fn bulk_transfer_is_intact_both_ways_with_half_close() {
+    let grid = Grid::start(&inventory(&web("none", "")), PROXY_ONLY);
+    testbed::backends::tcp_echo(&grid.chain.backend, "0.0.0.0:8080");
+    // Bigger than the copy buffer, so both directions switch to splice.
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let to: std::net::SocketAddr = front(8080).parse().unwrap();
+    let sent = data.clone();
+    let echoed = grid
+        .chain
+        .client
+        .enter(move || {
+            use std::io::{Read, Write};
+            let s = std::net::TcpStream::connect(to).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut writer = s.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                writer.write_all(&sent).unwrap();
+                writer.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+            let mut back = Vec::new();
+            (&s).read_to_end(&mut back).unwrap();
+            sender.join().unwrap();
+            back
+        })
+        .unwrap();
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "bytes changed on the way");
+    let to_backend = grid.metric("gwx_bytes_total{service=\"web\",direction=\"to_backend\"}");
+    let to_client = grid.metric("gwx_bytes_total{service=\"web\",direction=\"to_client\"}");
+    assert_eq!(
+        (to_backend, to_client),
+        (data.len() as f64, data.len() as f64)
+    );
+}
+
+#[test]
 fn proxy_v1_and_no_header() {
     let grid = Grid::start(&inventory(&web("v1", "")), PROXY_ONLY);
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");

@@ -111,3 +111,20 @@ pub fn udp_backend(ns: &Netns, addr: &str) {
         }
     });
 }
+
+/// A raw TCP echo in `ns` on `addr`: every byte back, then a half-close when the client
+/// half-closes. For bulk transfers through a forwarder.
+pub fn tcp_echo(ns: &Netns, addr: &str) {
+    let listener = ns.enter(|| TcpListener::bind(addr)).unwrap().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut out = conn.try_clone().unwrap();
+                if std::io::copy(&mut conn, &mut out).is_ok() {
+                    let _ = out.shutdown(std::net::Shutdown::Write);
+                }
+            });
+        }
+    });
+}
