@@ -6,8 +6,13 @@
 //! | `direct`       | the backend, ports 5201, 8080 | kernel routing in the gateway     |
 //! | `haproxy`      | gateway front, 10011, 10012   | HAProxy `mode tcp`                |
 //! | `nginx-stream` | gateway front, 10021, 10022   | nginx `stream` `proxy_pass`       |
-//! | `gwx-proxy`    | gateway front, 10031, 10032   | `gwx run`, `mode = "proxy"`       |
-//! | `gwx-l3`       | gateway front, 10041, 10042   | `gwx apply`: nftables DNAT + SNAT |
+//! | `gwx-proxy`    | gateway front, 10031, 10032   | `gwx run --no-ruleset`, `mode = "proxy"`: the proxy alone, as HAProxy and nginx run |
+//! | `gwx-proxy-hardened` | gateway front, 10041, 10042 | `gwx run`: the proxy behind its own nftables ruleset, as deployed |
+//! | `gwx-l3`       | gateway front, 10051, 10052   | `gwx apply`: nftables DNAT + SNAT |
+//!
+//! `gwx-proxy` is the like-for-like comparison with the other proxies (none of them runs
+//! a firewall here); `gwx-proxy-hardened` shows what the hardening costs on top
+//! (connection tracking of both legs, the ruleset's rules).
 //!
 //! Each variant has two paths: to an iperf3 server and to the HTTP server of the
 //! connection-rate test, started in the backend for that variant on ports of its own
@@ -41,6 +46,7 @@ pub enum Variant {
     Haproxy,
     NginxStream,
     GwxProxy,
+    GwxProxyHardened,
     GwxL3,
 }
 
@@ -74,11 +80,12 @@ impl Active<'_> {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Direct,
         Variant::Haproxy,
         Variant::NginxStream,
         Variant::GwxProxy,
+        Variant::GwxProxyHardened,
         Variant::GwxL3,
     ];
 
@@ -88,6 +95,7 @@ impl Variant {
             Variant::Haproxy => "haproxy",
             Variant::NginxStream => "nginx-stream",
             Variant::GwxProxy => "gwx-proxy",
+            Variant::GwxProxyHardened => "gwx-proxy-hardened",
             Variant::GwxL3 => "gwx-l3",
         }
     }
@@ -98,7 +106,10 @@ impl Variant {
             Variant::Direct => "the backend's address, routed by the gateway's kernel (baseline)",
             Variant::Haproxy => "HAProxy mode tcp in the gateway",
             Variant::NginxStream => "nginx stream proxy_pass in the gateway",
-            Variant::GwxProxy => "gwx run (mode = \"proxy\") in the gateway",
+            Variant::GwxProxy => "gwx run --no-ruleset (mode = \"proxy\") in the gateway",
+            Variant::GwxProxyHardened => {
+                "gwx run (mode = \"proxy\") behind its own nftables ruleset in the gateway"
+            }
             Variant::GwxL3 => "gwx apply (mode = \"l3\": nftables DNAT + SNAT) in the gateway",
         }
     }
@@ -153,7 +164,7 @@ impl Variant {
     /// Why this variant cannot run here yet, if it cannot (not a failure of the run).
     pub fn skip_reason(self, gwx: &Path) -> Option<String> {
         match self {
-            Variant::GwxProxy => gwx::unavailable(gwx, gwx::RUN),
+            Variant::GwxProxy | Variant::GwxProxyHardened => gwx::unavailable(gwx, gwx::RUN),
             Variant::GwxL3 => gwx::unavailable(gwx, gwx::APPLY),
             Variant::Direct | Variant::Haproxy | Variant::NginxStream => None,
         }
@@ -180,12 +191,15 @@ impl Variant {
             Variant::NginxStream => {
                 active.forwarder = Some(forwarders::nginx_stream(gateway, &forwards, workers)?);
             }
-            Variant::GwxProxy => {
+            Variant::GwxProxy | Variant::GwxProxyHardened => {
                 // Whatever ruleset `gwx run` installs goes when the variant ends.
                 active._ruleset = Some(RulesetGuard(gateway));
                 let dir = Daemon::dir("gwx")?;
                 let inventory = gwx::write_inventory(&dir, &gwx_services())?;
-                let cmd = gwx::command(gateway, gwx, &inventory, gwx::RUN, workers);
+                let mut cmd = gwx::command(gateway, gwx, &inventory, gwx::RUN, workers);
+                if self == Variant::GwxProxy {
+                    cmd.arg("--no-ruleset");
+                }
                 let listen = forwards.map(|f| f.listen);
                 active.forwarder = Some(Daemon::start(gateway, "gwx", dir, cmd, &listen)?);
             }
@@ -201,11 +215,12 @@ impl Variant {
     }
 }
 
-/// One inventory for both gwx variants: the proxy's services and the L3 services.
+/// One inventory for every gwx variant: each variant's services on its own ports.
 fn gwx_services() -> Vec<Service> {
     let mut services = Vec::new();
     for (variant, mode, prefix) in [
         (Variant::GwxProxy, Mode::Proxy, "proxy"),
+        (Variant::GwxProxyHardened, Mode::Proxy, "hardened"),
         (Variant::GwxL3, Mode::L3, "l3"),
     ] {
         for (forward, what) in variant.forwards().into_iter().zip(["iperf", "http"]) {
@@ -262,15 +277,27 @@ mod tests {
     fn the_documented_ports() {
         let t = Variant::Haproxy.targets();
         assert_eq!((t.iperf.port(), t.http.port()), (10011, 10012));
-        let t = Variant::GwxL3.targets();
+        let t = Variant::GwxProxyHardened.targets();
         assert_eq!((t.iperf.port(), t.http.port()), (10041, 10042));
+        let t = Variant::GwxL3.targets();
+        assert_eq!((t.iperf.port(), t.http.port()), (10051, 10052));
         let b = Variant::GwxL3.backends();
-        assert_eq!((b.iperf.port(), b.http.port()), (5205, 8084));
+        assert_eq!((b.iperf.port(), b.http.port()), (5206, 8085));
     }
 
     #[test]
     fn gwx_inventory_has_the_proxy_and_the_l3_services() {
         let names: Vec<String> = gwx_services().into_iter().map(|s| s.name).collect();
-        assert_eq!(names, ["proxy-iperf", "proxy-http", "l3-iperf", "l3-http"]);
+        assert_eq!(
+            names,
+            [
+                "proxy-iperf",
+                "proxy-http",
+                "hardened-iperf",
+                "hardened-http",
+                "l3-iperf",
+                "l3-http"
+            ]
+        );
     }
 }
