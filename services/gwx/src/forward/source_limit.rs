@@ -35,7 +35,10 @@ impl SourceLimit {
         let max = self.max.load(Ordering::Relaxed);
         if max == 0 {
             // Unlimited: no count to keep, so no lock on the accept path.
-            return Some(SourceSlot { counted: None, source });
+            return Some(SourceSlot {
+                counted: None,
+                source,
+            });
         }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let n = counts.entry(source).or_insert(0);

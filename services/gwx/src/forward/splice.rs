@@ -5,7 +5,7 @@
 //! byte of a bulk stream through a user buffer.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -104,8 +104,11 @@ impl Drop for Pipe {
 /// Bytes copied through user space before a stream counts as bulk.
 const COPY_BUF: usize = 16 * 1024;
 
-/// Moves bytes from `from` to `to` until `from` reaches EOF, then half-closes `to` so
-/// the peer sees the end too. Returns the bytes moved; `bytes` counts them as they go.
+/// Moves bytes from `from` to `to` until `from` reaches EOF. Returns the bytes moved;
+/// `bytes` counts them as they go. `ended` is shared by the two directions of one
+/// connection: the first to reach EOF half-closes its peer so it sees the end; the
+/// second does not, as both sockets are closed right after (which sends the FIN anyway,
+/// one syscall fewer per connection).
 ///
 /// Short exchanges (a request, a small response) are copied through a small buffer: for
 /// a few hundred bytes a pipe costs more than the copy it saves. A read that fills the
@@ -116,20 +119,25 @@ pub async fn one_way(
     to: &TcpStream,
     activity: &Activity,
     bytes: &Counter,
+    ended: &AtomicU8,
 ) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; COPY_BUF];
+    // Read into spare capacity: no zeroing of a fresh buffer per connection.
+    let mut buf = Vec::with_capacity(COPY_BUF);
     let mut total = 0u64;
     loop {
+        buf.clear();
         let n = loop {
             from.readable().await?;
-            match from.try_read(&mut buf) {
+            match read_draining(from, &mut buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
         };
         if n == 0 {
-            half_close(to)?;
+            if ended.fetch_add(1, Ordering::AcqRel) == 0 {
+                half_close(to)?;
+            }
             return Ok(total);
         }
         let mut sent = 0;
@@ -144,10 +152,46 @@ pub async fn one_way(
         total += n as u64;
         bytes.inc_by(n as u64);
         activity.touch();
-        if n == buf.len() {
+        if n >= COPY_BUF {
             drop(buf);
-            return Ok(total + splice_rest(from, to, activity, bytes).await?);
+            return Ok(total + splice_rest(from, to, activity, bytes, ended).await?);
         }
+    }
+}
+
+/// One read into `buf`'s spare capacity. A read shorter than the space offered means the
+/// socket's receive queue is empty, so the socket's readiness is cleared as if the next
+/// read had said EAGAIN: that saves the EAGAIN read. tokio only clears readiness if no
+/// new event arrived since it was set, so data that comes in meanwhile is not missed.
+fn read_draining(from: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut got = 0;
+    let result = from.try_io(Interest::READABLE, || {
+        let spare = buf.spare_capacity_mut();
+        let asked = spare.len();
+        // SAFETY: recv writes at most `asked` bytes into the spare capacity it is given,
+        // and only the bytes it reports are marked initialised below.
+        let n = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(from),
+                spare.as_mut_ptr().cast(),
+                asked,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        got = n as usize;
+        // SAFETY: recv initialised the first `got` bytes of the spare capacity.
+        unsafe { buf.set_len(buf.len() + got) };
+        if got > 0 && got < asked {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
     }
 }
 
@@ -157,7 +201,13 @@ fn half_close(to: &TcpStream) -> std::io::Result<()> {
         std::os::fd::AsRawFd::as_raw_fd(to),
         nix::sys::socket::Shutdown::Write,
     )
-    .or_else(|e| if e == nix::errno::Errno::ENOTCONN { Ok(()) } else { Err(e) })
+    .or_else(|e| {
+        if e == nix::errno::Errno::ENOTCONN {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
     .map_err(Into::into)
 }
 
@@ -167,6 +217,7 @@ async fn splice_rest(
     to: &TcpStream,
     activity: &Activity,
     bytes: &Counter,
+    ended: &AtomicU8,
 ) -> std::io::Result<u64> {
     let mut pipe = Pipe::take()?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
@@ -183,7 +234,9 @@ async fn splice_rest(
             }
         };
         if n == 0 {
-            half_close(to)?;
+            if ended.fetch_add(1, Ordering::AcqRel) == 0 {
+                half_close(to)?;
+            }
             return Ok(total);
         }
         pipe.pending = n;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -93,10 +94,11 @@ async fn relay(
     }
 
     let activity = Activity::new();
+    let ended = AtomicU8::new(0);
     let both_ways = async {
         tokio::try_join!(
-            one_way(&client, &backend, &activity, &s.counters.to_backend),
-            one_way(&backend, &client, &activity, &s.counters.to_client),
+            one_way(&client, &backend, &activity, &s.counters.to_backend, &ended),
+            one_way(&backend, &client, &activity, &s.counters.to_client, &ended),
         )
     };
     let idle_timeout = s.limits.idle_timeout();
