@@ -364,3 +364,82 @@ fn bad_inventory_exits_64_naming_line_and_key() {
         .unwrap();
     assert_eq!(missing_gateway.status.code(), Some(64));
 }
+
+#[test]
+fn l3_mode_forwards_tcp_and_udp_in_the_kernel_with_snat() {
+    let services = format!(
+        r#"[[service]]
+name = "raw"
+protocol = "tcp"
+port = 9090
+backend = "{b}:9090"
+mode = "l3"
+
+[[service]]
+name = "dgram"
+protocol = "udp"
+port = 9091
+backend = "{b}:9091"
+mode = "l3"
+"#,
+        b = Chain::BACKEND
+    );
+    // L3 needs forwarding on the gateway (what `gwx sysctl` sets on a real host).
+    let grid = Grid::start_with(&inventory(&services), &["--counter-interval", "1"], |g| {
+        g.enable_forwarding().unwrap()
+    });
+    tcp_backend(&grid.chain.backend, "0.0.0.0:9090");
+    udp_backend(&grid.chain.backend, "0.0.0.0:9091");
+
+    // The backend sees the gateway's private address (SNAT), never the client's.
+    let mut c = Client::connect(&grid.chain.client, &front(9090), None).unwrap();
+    assert_eq!(
+        c.ask("l3").unwrap(),
+        format!("{} - none l3", Chain::GATEWAY_BACK)
+    );
+    let answer = udp_ask(&grid.chain.client, &front(9091), "d").unwrap();
+    assert_eq!(answer, format!("{} d", Chain::GATEWAY_BACK));
+    // The kernel did it, not the proxy: no proxy metrics for these services, and the
+    // ruleset's DNAT rule counted each new connection.
+    assert!(!grid.metrics().contains("service=\"raw\""));
+    grid.wait_for_metric(
+        "gwx_nft_rule_packets_total{chain=\"dnat\",rule=\"dnat:raw\"}",
+        |v| v == 1.0,
+    );
+    grid.wait_for_metric(
+        "gwx_nft_rule_packets_total{chain=\"dnat\",rule=\"dnat:dgram\"}",
+        |v| v == 1.0,
+    );
+}
+
+#[test]
+fn idle_tcp_connections_and_udp_sessions_end_after_their_timeouts() {
+    let services = web("none", "idle_timeout_secs = 1")
+        + DNS
+        + "\n[service.limits]\nudp_idle_timeout_secs = 1\n";
+    let grid = Grid::start(&inventory(&services), PROXY_ONLY);
+    tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
+    udp_backend(&grid.chain.backend, "0.0.0.0:5353");
+    let mut c = Client::connect(&grid.chain.client, &front(8080), None).unwrap();
+    assert!(c.ask("active").unwrap().ends_with("active"));
+    udp_ask(&grid.chain.client, &front(5353), "q").unwrap();
+    assert_eq!(
+        grid.metric("gwx_active_connections{service=\"dns\",protocol=\"udp\"}"),
+        1.0
+    );
+
+    // Nothing moves for longer than the timeouts: gwx closes both.
+    grid.wait_for_metric(
+        "gwx_active_connections{service=\"web\",protocol=\"tcp\"}",
+        |v| v == 0.0,
+    );
+    grid.wait_for_metric(
+        "gwx_active_connections{service=\"dns\",protocol=\"udp\"}",
+        |v| v == 0.0,
+    );
+    assert_eq!(
+        c.ask("too late").unwrap_or_default(),
+        "",
+        "the idle connection was closed"
+    );
+}

@@ -87,6 +87,22 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
     Inventory::load(path).context("loading the grid inventory")
 }
 
+/// Loads the inventory for a command acting as gateway `id`, which must be in it: a
+/// mistyped id is a usage error (64) naming the ids there are.
+pub fn load_for_gateway(path: &Path, id: &str) -> anyhow::Result<Inventory> {
+    let inv = load_inventory(path)?;
+    if inv.gateway(id).is_none() {
+        let known: Vec<&str> = inv.gateways.iter().map(|g| g.id.as_str()).collect();
+        return Err(UsageError(format!(
+            "gateway `{id}` is not in {} (it has: {})",
+            path.display(),
+            known.join(", ")
+        ))
+        .into());
+    }
+    Ok(inv)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);

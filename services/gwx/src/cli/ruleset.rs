@@ -29,13 +29,13 @@ pub struct BackendArgs {
 
 /// `gwx ruleset`: prints the gateway's ruleset.
 pub fn print_gateway(path: &Path, gateway_id: &str) -> anyhow::Result<ExitCode> {
-    let inv = super::load_inventory(path)?;
+    let inv = super::load_for_gateway(path, gateway_id)?;
     print(&gateway::ruleset(&inv, gateway_id)?)
 }
 
 /// `gwx apply`: applies (or checks) the gateway's ruleset.
 pub fn apply_gateway(path: &Path, gateway_id: &str, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let inv = super::load_inventory(path)?;
+    let inv = super::load_for_gateway(path, gateway_id)?;
     let rs = gateway::ruleset(&inv, gateway_id)?;
     let plan = apply(
         &Nft::new(),

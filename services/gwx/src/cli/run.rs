@@ -36,7 +36,7 @@ pub struct RunArgs {
 }
 
 pub fn run(path: &Path, gateway: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let inventory = super::load_inventory(path)?;
+    let inventory = super::load_for_gateway(path, gateway)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -150,7 +150,7 @@ async fn serve(
                 firewall.clone(),
             );
             async move {
-                let inventory = super::load_inventory(&path)?;
+                let inventory = super::load_for_gateway(&path, &gateway)?;
                 firewall.apply(&inventory, true)?;
                 let changes = forwarder.lock().await.apply(&inventory).await?;
                 log_changes(&gateway, &changes);

@@ -14,7 +14,7 @@ pub struct SysctlArgs {
 }
 
 pub fn run(path: &Path, gateway_id: &str, args: &SysctlArgs) -> anyhow::Result<ExitCode> {
-    let inv = super::load_inventory(path)?;
+    let inv = super::load_for_gateway(path, gateway_id)?;
     let text = gwx::sysctl::render(&inv, gateway_id)?;
     match &args.write {
         None => print!("{text}"),

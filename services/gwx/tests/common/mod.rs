@@ -53,7 +53,17 @@ pub struct Grid {
 impl Grid {
     /// Builds the chain, writes `inventory_text` and starts `gwx run` in the gateway.
     pub fn start(inventory_text: &str, run_args: &[&str]) -> Grid {
+        Grid::start_with(inventory_text, run_args, |_| {})
+    }
+
+    /// Like [`Grid::start`], preparing the gateway with `prepare` before gwx starts.
+    pub fn start_with(
+        inventory_text: &str,
+        run_args: &[&str],
+        prepare: impl FnOnce(&testbed::Netns),
+    ) -> Grid {
         let chain = Chain::new().unwrap();
+        prepare(&chain.gateway);
         let dir = tempfile::tempdir().unwrap();
         let inventory = dir.path().join("grid.toml");
         std::fs::write(&inventory, inventory_text).unwrap();
