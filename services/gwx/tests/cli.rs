@@ -37,7 +37,7 @@ fn ruleset_prints_the_json_that_apply_installs() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let objects = json["nftables"].as_array().unwrap();
     assert!(
-        objects.iter().any(|o| o["table"]["name"] == "gwx"),
+        objects.iter().any(|o| o["add"]["table"]["name"] == "gwx"),
         "{json}"
     );
     assert_eq!(tables(&ns), "", "printing changes nothing");
