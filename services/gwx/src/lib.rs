@@ -14,3 +14,6 @@ pub mod inventory;
 pub mod metrics;
 pub mod nft;
 pub mod sysctl;
+
+#[cfg(test)]
+pub(crate) mod test_support;

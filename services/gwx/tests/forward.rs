@@ -3,9 +3,11 @@
 
 mod common;
 
-use common::{Client, Grid, inventory, tcp_backend, udp_ask, udp_backend};
+use common::{Grid, inventory};
 use nix::sys::signal::Signal;
 use std::time::Duration;
+use testbed::backends::{tcp_backend, udp_backend};
+use testbed::clients::{Client, udp_ask};
 use testbed::topology::Chain;
 
 fn web(proxy_protocol: &str, extra_limits: &str) -> String {

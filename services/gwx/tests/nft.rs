@@ -9,6 +9,8 @@
 //! Counters are read with [`gwx::nft::counters::read`], waiting until the kernel has
 //! processed what was sent (never asserting how long that took).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -26,25 +28,7 @@ use testbed::topology::Chain;
 /// An inventory for the chain topology: gateway `gw1` with the chain's gateway addresses
 /// (front = public, back = private), then `services` and `hardening` TOML.
 fn chain_inventory(services: &str, hardening: &str) -> Inventory {
-    let text = format!(
-        r#"[grid]
-name = "test"
-
-[[gateway]]
-id = "gw1"
-public = ["{front}", "{front6}"]
-private = ["{back}", "{back6}"]
-
-{services}
-
-[hardening]
-{hardening}
-"#,
-        front = Chain::GATEWAY_FRONT,
-        front6 = Chain::GATEWAY_FRONT6,
-        back = Chain::GATEWAY_BACK,
-        back6 = Chain::GATEWAY_BACK6,
-    );
+    let text = common::inventory_text(services, hardening);
     appliance::config::parse(&text, Path::new("test-grid.toml"))
         .unwrap_or_else(|e| panic!("test inventory: {e}\n{text}"))
 }
@@ -495,18 +479,11 @@ impl Capture {
 // Applying, golden listings, atomic re-apply
 
 fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data")
-        .join(name);
-    if std::env::var_os("GWX_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (GWX_BLESS=1 creates it)", path.display()));
-    assert!(
-        expected == actual,
-        "{} differs from the kernel's listing (GWX_BLESS=1 rewrites it):\n{actual}",
-        path.display()
+    testbed::golden::check(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("test_data")
+            .join(name),
+        actual,
     );
 }
 

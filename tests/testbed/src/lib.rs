@@ -9,6 +9,7 @@
 //! * [`process`]: child processes killed on drop (also on panic) with readiness checks.
 //! * [`servers`]: real servers from Debian packages (MariaDB, slapd, spamd, clamd,
 //!   smtp-sink, nginx, openssl s_server) on a private port and data dir.
+//! * [`golden`]: golden-file assertions (`BLESS=1` rewrites them).
 //! * [`require`]: "this test needs root / tool X" as a clear failure, never a silent pass.
 //!
 //! Addresses come from the documentation ranges (192.0.2.0/24, 198.51.100.0/24,
@@ -17,6 +18,7 @@
 pub mod backends;
 pub mod clients;
 pub mod error;
+pub mod golden;
 pub mod netns;
 pub mod ports;
 pub mod process;

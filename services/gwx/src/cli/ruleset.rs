@@ -36,16 +36,7 @@ pub fn print_gateway(path: &Path, gateway_id: &str) -> anyhow::Result<ExitCode> 
 /// `gwx apply`: applies (or checks) the gateway's ruleset.
 pub fn apply_gateway(path: &Path, gateway_id: &str, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let inv = super::load_for_gateway(path, gateway_id)?;
-    let rs = gateway::ruleset(&inv, gateway_id)?;
-    let plan = apply(
-        &Nft::new(),
-        &rs,
-        Options {
-            dry_run: args.dry_run,
-        },
-    )?;
-    report(&rs, &plan, args.dry_run);
-    Ok(ExitCode::SUCCESS)
+    apply_and_report(&gateway::ruleset(&inv, gateway_id)?, args.dry_run)
 }
 
 /// `gwx backend-ruleset`: prints or applies the backend's ruleset.
@@ -55,14 +46,13 @@ pub fn backend(path: &Path, args: &BackendArgs) -> anyhow::Result<ExitCode> {
     if !args.apply {
         return print(&rs);
     }
-    let plan = apply(
-        &Nft::new(),
-        &rs,
-        Options {
-            dry_run: args.dry_run,
-        },
-    )?;
-    report(&rs, &plan, args.dry_run);
+    apply_and_report(&rs, args.dry_run)
+}
+
+/// Applies `rs` on this host (or checks it) and says what was kept and replaced.
+fn apply_and_report(rs: &Ruleset, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let plan = apply(&Nft::new(), rs, Options { dry_run })?;
+    report(rs, &plan, dry_run);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,36 +1,9 @@
 //! Unit tests of the rulesets as data, the apply plan and the counters: no kernel
 //! needed. `tests/nft.rs` applies the same rulesets to the real kernel.
 
-use std::path::Path;
-
 use super::listing::TableListing;
 use super::*;
-use crate::inventory::Inventory;
-
-fn shipped() -> Inventory {
-    Inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gwx/grid.toml"))
-        .unwrap()
-}
-
-fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data")
-        .join(name);
-    if std::env::var_os("GWX_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with GWX_BLESS=1 to create it)",
-            path.display()
-        )
-    });
-    assert!(
-        expected == actual,
-        "{} differs from the rendering (GWX_BLESS=1 rewrites it):\n{actual}",
-        path.display()
-    );
-}
+use crate::test_support::{golden, shipped};
 
 #[test]
 fn shipped_gateway_json_matches_the_golden_file() {

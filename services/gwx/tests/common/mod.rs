@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use testbed::Process;
-pub use testbed::backends::{tcp_backend, udp_backend};
-pub use testbed::clients::{Client, http_get, udp_ask};
+use testbed::clients::http_get;
 use testbed::topology::Chain;
 
 /// Where gwx serves /metrics inside the gateway namespace.
 pub const METRICS: &str = "127.0.0.1:9100";
 
-/// An inventory for the chain: one gateway `gw1` with the chain's gateway addresses,
-/// then `services` (TOML `[[service]]` tables) and `extra` (other sections).
-pub fn inventory(services: &str) -> String {
+/// An inventory for the chain: one gateway `gw1` with the chain's gateway addresses
+/// (front = public, back = private), then `services` (`[[service]]` tables), then the
+/// `[hardening]` lines, and a `[runtime]` serving metrics on [`METRICS`].
+pub fn inventory_text(services: &str, hardening: &str) -> String {
     format!(
         r#"[grid]
 name = "test"
@@ -29,7 +29,7 @@ private = ["{back}", "{back6}"]
 {services}
 
 [hardening]
-management_ports = [22, 9100]
+{hardening}
 
 [runtime]
 metrics_listen = "{METRICS}"
@@ -42,6 +42,11 @@ drain_timeout_secs = 20
     )
 }
 
+/// [`inventory_text`] with the metrics port among the management ports.
+pub fn inventory(services: &str) -> String {
+    inventory_text(services, "management_ports = [22, 9100]")
+}
+
 /// A chain with gwx running in its gateway.
 pub struct Grid {
     pub chain: Chain,
@@ -51,14 +56,14 @@ pub struct Grid {
 }
 
 impl Grid {
-    /// Builds the chain, writes `inventory_text` and starts `gwx run` in the gateway.
-    pub fn start(inventory_text: &str, run_args: &[&str]) -> Grid {
-        Grid::start_with(inventory_text, run_args, |_| {})
+    /// Builds the chain, writes the inventory `text` and starts `gwx run` in the gateway.
+    pub fn start(text: &str, run_args: &[&str]) -> Grid {
+        Grid::start_with(text, run_args, |_| {})
     }
 
     /// Like [`Grid::start`], preparing the gateway with `prepare` before gwx starts.
     pub fn start_with(
-        inventory_text: &str,
+        text: &str,
         run_args: &[&str],
         prepare: impl FnOnce(&testbed::Netns),
     ) -> Grid {
@@ -66,7 +71,7 @@ impl Grid {
         prepare(&chain.gateway);
         let dir = tempfile::tempdir().unwrap();
         let inventory = dir.path().join("grid.toml");
-        std::fs::write(&inventory, inventory_text).unwrap();
+        std::fs::write(&inventory, text).unwrap();
         let mut args = vec![
             "--config",
             inventory.to_str().unwrap(),
@@ -138,10 +143,10 @@ impl Grid {
     }
 
     /// Rewrites the inventory and sends SIGHUP; waits until gwx logged the reload.
-    pub fn reload(&mut self, inventory_text: &str) {
+    pub fn reload(&mut self, text: &str) {
         let before = self.log().matches("config reloaded").count()
             + self.log().matches("reload failed").count();
-        std::fs::write(&self.inventory, inventory_text).unwrap();
+        std::fs::write(&self.inventory, text).unwrap();
         self.gwx.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
