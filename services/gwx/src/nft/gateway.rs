@@ -217,6 +217,19 @@ pub fn ruleset(inventory: &Inventory, gateway_id: &str) -> Result<Ruleset, NftEr
             ],
         );
     }
+    // Fast path: a segment whose flags (of FIN, SYN, RST, ACK) are exactly ACK, nearly
+    // every packet of an established flow, can match none of the rules below (each needs
+    // a SYN, FIN or RST, or a missing ACK), so it leaves this chain here instead of being
+    // tried against each of them.
+    rs.add_rule(
+        PREFILTER,
+        "accept:plain-ack",
+        vec![
+            tcp_flags_eq(&["fin", "syn", "rst", "ack"], flags(&["ack"])),
+            counter(),
+            accept(),
+        ],
+    );
     for (reason, mask, value) in BOGUS_FLAGS {
         let value = if value.is_empty() {
             num(0_u32)
@@ -269,7 +282,18 @@ pub fn ruleset(inventory: &Inventory, gateway_id: &str) -> Result<Ruleset, NftEr
         );
     }
 
-    // stateful: decisions that need conntrack, before NAT.
+    // stateful: decisions that need conntrack, before NAT. Every rule of it concerns
+    // invalid or new packets, so established ones leave at once (an accept only ends this
+    // chain; the later hooks still see the packet).
+    rs.add_rule(
+        STATEFUL,
+        "accept:established",
+        vec![
+            ct_is("state", &["established", "related"]),
+            counter(),
+            accept(),
+        ],
+    );
     for f in Family::ALL {
         let ports = synproxy_ports(f);
         if ports.is_empty() {
