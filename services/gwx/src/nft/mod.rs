@@ -42,6 +42,14 @@
 //! the real kernel). A banned source's fragments are then dropped before they occupy
 //! reassembly queues, too.
 //!
+//! **Fast paths for established traffic.** Nearly every packet of an established flow is
+//! a segment whose flags (of FIN, SYN, RST, ACK) are exactly ACK; none of the flag or
+//! SYN-rate rules can match it, so after the ban and fragment checks `prefilter`
+//! accepts it (`accept:plain-ack`), and `stateful`, whose rules all concern invalid or
+//! new packets, lets established ones go first (`accept:established`). An accept only
+//! ends that chain. This took L3 forwarding from 0.84-0.87 to 0.92-1.04 of plain routing
+//! in `bench/gwx-forward` (throughput, one and four streams).
+//!
 //! Per-source limits for both modes are applied in `stateful`, before DNAT: there the
 //! destination is still the public address and service port for L3 and proxy services
 //! alike, so one rule shape serves both, and an over-limit connection never reaches the
