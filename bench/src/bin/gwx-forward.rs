@@ -17,11 +17,16 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Seconds per measurement (three measurements per variant).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=600))]
+    /// Seconds per measurement (three measurements per variant and round).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=600))]
     seconds: u32,
-    /// A short run (about 20 s): 1 second per measurement.
-    #[arg(long, conflicts_with = "seconds")]
+    /// Rounds: every variant is measured once per round, the rounds interleaved, and
+    /// each figure is the median over the rounds. On a small shared machine one run of
+    /// a variant varies by about 10%; the median of interleaved rounds much less.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// A short run (about 20 s): 1 second per measurement, one round.
+    #[arg(long, conflicts_with_all = ["seconds", "rounds"])]
     quick: bool,
     /// Parallel streams of the second iperf3 measurement.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=128))]
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let opts = Options {
         seconds: if args.quick { 1 } else { args.seconds },
+        rounds: if args.quick { 1 } else { args.rounds },
         streams: args.streams,
         connections: args.connections as usize,
         workers: args.workers as usize,

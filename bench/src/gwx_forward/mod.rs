@@ -37,6 +37,8 @@ use variants::{Active, Endpoints};
 pub struct Options {
     /// Seconds per measurement.
     pub seconds: u32,
+    /// Interleaved rounds; each figure is the median over them.
+    pub rounds: u32,
     /// Parallel streams of the second throughput measurement.
     pub streams: u32,
     /// Concurrent workers of the connection-rate client.
@@ -99,7 +101,10 @@ impl Outcome {
     }
 }
 
-/// Runs every variant of `opts` and returns what each gave, printing progress to `out`.
+/// Runs every variant of `opts` once per round, the rounds interleaved (variant A, B, C,
+/// then A, B, C again), so slow drifts of the machine hit every variant alike, and
+/// returns what each gave: the median of each figure over the rounds. Progress goes to
+/// `out`.
 pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Vec<(Variant, Outcome)>> {
     require::root()?;
     header(opts, out)?;
@@ -108,24 +113,71 @@ pub fn run(opts: &Options, out: &mut dyn Write) -> Result<Vec<(Variant, Outcome)
     // `direct` and `gwx-l3` need the gateway to route; the proxies do not care.
     chain.gateway.enable_forwarding()?;
 
-    let mut outcomes = Vec::new();
-    for &variant in &opts.variants {
-        writeln!(out, "\n== {}: {}", variant.name(), variant.describe())?;
-        let outcome = if let Some(reason) = variant.skip_reason(&opts.gwx) {
-            writeln!(out, "   skipped: {reason}")?;
-            Outcome::Skipped(reason)
-        } else {
-            match variant.start(&chain, opts.workers, &opts.gwx) {
-                Ok(active) => Outcome::Measured(measure(&chain.client, &active, opts, out)?),
-                Err(e) => {
-                    writeln!(out, "   did not start: {e:#}")?;
-                    Outcome::Failed(format!("{e:#}"))
+    let mut rounds: Vec<(Variant, Vec<Outcome>)> =
+        opts.variants.iter().map(|&v| (v, Vec::new())).collect();
+    for round in 1..=opts.rounds {
+        for (variant, outcomes) in &mut rounds {
+            let variant = *variant;
+            writeln!(
+                out,
+                "\n== {} (round {round}/{}): {}",
+                variant.name(),
+                opts.rounds,
+                variant.describe()
+            )?;
+            let outcome = if let Some(reason) = variant.skip_reason(&opts.gwx) {
+                writeln!(out, "   skipped: {reason}")?;
+                Outcome::Skipped(reason)
+            } else {
+                match variant.start(&chain, opts.workers, &opts.gwx) {
+                    Ok(active) => Outcome::Measured(measure(&chain.client, &active, opts, out)?),
+                    Err(e) => {
+                        writeln!(out, "   did not start: {e:#}")?;
+                        Outcome::Failed(format!("{e:#}"))
+                    }
                 }
-            }
-        };
-        outcomes.push((variant, outcome));
+            };
+            outcomes.push(outcome);
+        }
     }
-    Ok(outcomes)
+    Ok(rounds
+        .into_iter()
+        .map(|(v, outcomes)| (v, median(outcomes)))
+        .collect())
+}
+
+/// One outcome for a variant's rounds: skipped or failed if any round was (a failure is
+/// never hidden by a good round), else the median of each figure.
+fn median(outcomes: Vec<Outcome>) -> Outcome {
+    let mut measured = Vec::new();
+    for o in outcomes {
+        match o {
+            Outcome::Measured(m) => measured.push(m),
+            other => return other,
+        }
+    }
+    Outcome::Measured(Measured {
+        single: median_of(measured.iter().map(|m| m.single.clone()), |b| *b),
+        parallel: median_of(measured.iter().map(|m| m.parallel.clone()), |b| *b),
+        conns: median_of(
+            measured.iter().map(|m| m.conns.clone()),
+            ConnRate::per_second,
+        ),
+    })
+}
+
+/// The median of `results` by `key`, or the first error if any round failed.
+fn median_of<T>(
+    results: impl Iterator<Item = Result<T, String>>,
+    key: impl Fn(&T) -> f64,
+) -> Result<T, String> {
+    let mut values = results.collect::<Result<Vec<T>, String>>()?;
+    values.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = (values.len().saturating_sub(1)) / 2;
+    values
+        .into_iter()
+        .nth(middle)
+        .ok_or_else(|| "no round measured".to_owned())
 }
 
 /// The three measurements through an active variant, each printed as it finishes.
@@ -196,7 +248,7 @@ fn header(opts: &Options, out: &mut dyn Write) -> Result<()> {
     } else {
         "not built".to_owned()
     };
-    let (w, s) = (opts.workers, opts.seconds);
+    let (w, s, r) = (opts.workers, opts.seconds, opts.rounds);
     let lines = [
         "gwx-forward: gwx against HAProxy (mode tcp), nginx stream and plain routing, \
          in one run and one set of namespaces"
@@ -225,6 +277,7 @@ fn header(opts: &Options, out: &mut dyn Write) -> Result<()> {
             opts.connections,
             connrate::client_threads()
         ),
+        format!("rounds    {r}, interleaved; every figure is the median over the rounds"),
         format!("versions  {}", version("haproxy", "haproxy", &["-v"])),
         format!("          {}", version("nginx", "nginx-light", &["-v"])),
         format!("          {}", version("iperf3", "iperf3", &["--version"])),
@@ -236,4 +289,46 @@ fn header(opts: &Options, out: &mut dyn Write) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(single: Result<f64, String>) -> Outcome {
+        Outcome::Measured(Measured {
+            single,
+            parallel: Ok(1.0),
+            conns: Ok(ConnRate::default()),
+        })
+    }
+
+    fn single(o: &Outcome) -> Result<f64, String> {
+        match o {
+            Outcome::Measured(m) => m.single.clone(),
+            other => panic!("expected a measurement, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn median_of_three_rounds_is_the_middle_value() {
+        let o = median(vec![
+            measured(Ok(9.0)),
+            measured(Ok(7.0)),
+            measured(Ok(8.0)),
+        ]);
+        assert_eq!(single(&o), Ok(8.0));
+    }
+
+    #[test]
+    fn a_failed_round_is_never_hidden_by_good_ones() {
+        let o = median(vec![
+            measured(Ok(9.0)),
+            measured(Err("reset".into())),
+            measured(Ok(8.0)),
+        ]);
+        assert_eq!(single(&o), Err("reset".into()));
+        let o = median(vec![measured(Ok(9.0)), Outcome::Failed("no start".into())]);
+        assert!(matches!(o, Outcome::Failed(_)));
+    }
 }
