@@ -126,28 +126,13 @@ pub async fn one_way(
     let mut total = 0u64;
     loop {
         buf.clear();
-        let n = loop {
-            from.readable().await?;
-            match read_draining(from, &mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        let n = when_ready(from, Interest::READABLE, || read_draining(from, &mut buf)).await?;
         if n == 0 {
-            if ended.fetch_add(1, Ordering::AcqRel) == 0 {
-                half_close(to)?;
-            }
-            return Ok(total);
+            return end_of_stream(to, ended).map(|()| total);
         }
         let mut sent = 0;
         while sent < n {
-            to.writable().await?;
-            match to.try_write(&buf[sent..n]) {
-                Ok(m) => sent += m,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+            sent += when_ready(to, Interest::WRITABLE, || to.try_write(&buf[sent..n])).await?;
         }
         total += n as u64;
         bytes.inc_by(n as u64);
@@ -195,6 +180,31 @@ fn read_draining(from: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> 
     }
 }
 
+/// Waits until `stream` is ready for `interest` and runs `op`, again after each EAGAIN
+/// (readiness can be stale; `op` clears it by reporting EAGAIN through tokio).
+async fn when_ready<T>(
+    stream: &TcpStream,
+    interest: Interest,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    loop {
+        stream.ready(interest).await?;
+        match op() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// One direction reached EOF: the first of the two half-closes the peer, the second
+/// leaves the FIN to the close that follows (see [`one_way`]).
+fn end_of_stream(to: &TcpStream, ended: &AtomicU8) -> std::io::Result<()> {
+    if ended.fetch_add(1, Ordering::AcqRel) == 0 {
+        half_close(to)?;
+    }
+    Ok(())
+}
+
 /// Tells the peer that no more bytes come (a FIN), unless it is already gone.
 fn half_close(to: &TcpStream) -> std::io::Result<()> {
     nix::sys::socket::shutdown(
@@ -223,33 +233,25 @@ async fn splice_rest(
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let mut total = 0u64;
     loop {
-        let n = loop {
-            from.readable().await?;
-            match from.try_io(Interest::READABLE, || {
+        let n = when_ready(from, Interest::READABLE, || {
+            from.try_io(Interest::READABLE, || {
                 splice(from.as_fd(), None, pipe.write_end(), None, CHUNK, flags).map_err(Into::into)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
+            })
+        })
+        .await?;
         if n == 0 {
-            if ended.fetch_add(1, Ordering::AcqRel) == 0 {
-                half_close(to)?;
-            }
-            return Ok(total);
+            return end_of_stream(to, ended).map(|()| total);
         }
         pipe.pending = n;
         while pipe.pending > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read_end(), None, to.as_fd(), None, pipe.pending, flags)
-                    .map_err(Into::into)
-            }) {
-                Ok(m) => pipe.pending -= m,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+            let pending = pipe.pending;
+            pipe.pending -= when_ready(to, Interest::WRITABLE, || {
+                to.try_io(Interest::WRITABLE, || {
+                    splice(pipe.read_end(), None, to.as_fd(), None, pending, flags)
+                        .map_err(Into::into)
+                })
+            })
+            .await?;
         }
         total += n as u64;
         bytes.inc_by(n as u64);
