@@ -72,6 +72,15 @@ impl Firewall {
         Ok(())
     }
 
+    /// [`Firewall::apply`] on the blocking pool: `nft` is a child process, and a reload
+    /// runs while connections are being served on the async workers.
+    async fn apply_off_runtime(&self, inv: &Inventory, dry_run: bool) -> anyhow::Result<()> {
+        let (this, inv) = (self.clone(), inv.clone());
+        tokio::task::spawn_blocking(move || this.apply(&inv, dry_run))
+            .await
+            .context("the ruleset task panicked")?
+    }
+
     /// Reads the rule counters into the metrics.
     fn refresh(&self) {
         let Some(nft) = &self.nft else { return };
@@ -151,10 +160,10 @@ async fn serve(
             );
             async move {
                 let inventory = super::load_for_gateway(&path, &gateway)?;
-                firewall.apply(&inventory, true)?;
+                firewall.apply_off_runtime(&inventory, true).await?;
                 let changes = forwarder.lock().await.apply(&inventory).await?;
                 log_changes(&gateway, &changes);
-                firewall.apply(&inventory, false)?;
+                firewall.apply_off_runtime(&inventory, false).await?;
                 Ok::<_, anyhow::Error>(())
             }
         })
