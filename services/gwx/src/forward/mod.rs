@@ -7,6 +7,9 @@
 //! accepted from then on); a listener that left the inventory stops accepting while its
 //! connections finish; a new one is bound. New sockets are all bound before anything
 //! changes, so a reload that cannot bind one changes nothing.
+//!
+//! The states of one connection, and how reload and drain meet them: `LIFECYCLE.md`
+//! beside this file.
 
 pub mod proxy_header;
 pub mod source_limit;
