@@ -200,11 +200,8 @@ fn a_source_over_its_connection_limit_is_refused_while_others_pass() {
         PROXY_ONLY,
     );
     tcp_backend(&grid.chain.backend, "0.0.0.0:8080");
-    let second = "198.51.100.3";
-    grid.chain
-        .client
-        .ip(&["addr", "add", &format!("{second}/24"), "dev", "eth0"])
-        .unwrap();
+    grid.chain.add_second_client().unwrap();
+    let second = Chain::CLIENT2;
 
     let mut held: Vec<Client> = (0..2)
         .map(|_| Client::connect(&grid.chain.client, &front(8080), Some(Chain::CLIENT)).unwrap())

@@ -852,11 +852,8 @@ fn fragments_are_dropped_and_counted() {
 #[test]
 fn syn_rate_per_source_is_limited() {
     let chain = Chain::new().unwrap();
-    const OTHER: &str = "198.51.100.3";
-    chain
-        .client
-        .ip(&["addr", "add", &format!("{OTHER}/24"), "dev", "eth0"])
-        .unwrap();
+    const OTHER: &str = Chain::CLIENT2;
+    chain.add_second_client().unwrap();
     let inv = proxy_inventory("new_per_second_per_source = 1\nnew_burst_per_source = 1");
     apply_gateway(&chain.gateway, &inv);
     let gw = &chain.gateway;
@@ -961,11 +958,8 @@ fn l3_dnat_and_snat_hide_the_backend_both_ways() {
 #[test]
 fn connection_limit_refuses_one_source_and_not_another() {
     let chain = Chain::new().unwrap();
-    const OTHER: &str = "198.51.100.3";
-    chain
-        .client
-        .ip(&["addr", "add", &format!("{OTHER}/24"), "dev", "eth0"])
-        .unwrap();
+    const OTHER: &str = Chain::CLIENT2;
+    chain.add_second_client().unwrap();
     chain.gateway.enable_forwarding().unwrap();
     apply_gateway(
         &chain.gateway,

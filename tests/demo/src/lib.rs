@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gwx::inventory::{Inventory, Mode, Protocol};
-use testbed::clients::{Sample, http_get, parse_metrics};
+use testbed::clients::{Sample, healthz, http_get, parse_metrics};
 use testbed::topology::Grid;
 use testbed::{Netns, Process};
 
@@ -333,13 +333,7 @@ fn start_gwx(
         &interval,
     ];
     let mut p = ns.spawn(&format!("gwx {id}"), &gwx, &args, &log)?;
-    p.wait_ready(Duration::from_secs(20), || {
-        match http_get(ns, metrics, "/healthz") {
-            Ok((200, _)) => Ok(()),
-            Ok((code, body)) => Err(format!("/healthz answered {code} {body}")),
-            Err(e) => Err(e.to_string()),
-        }
-    })?;
+    p.wait_ready(Duration::from_secs(20), || healthz(ns, metrics))?;
     Ok((p, id.to_owned()))
 }
 

@@ -32,6 +32,16 @@ pub fn http_get(ns: &Netns, addr: &str, path: &str) -> std::io::Result<(u16, Str
     .unwrap()
 }
 
+/// A readiness check for [`crate::Process::wait_ready`]: `/healthz` on `addr` inside
+/// `ns` answers 200.
+pub fn healthz(ns: &Netns, addr: &str) -> Result<(), String> {
+    match http_get(ns, addr, "/healthz") {
+        Ok((200, _)) => Ok(()),
+        Ok((code, body)) => Err(format!("/healthz answered {code} {}", body.trim())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// How long [`Client::connect`] waits for a handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 

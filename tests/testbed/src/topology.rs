@@ -21,6 +21,8 @@ pub struct Chain {
 
 impl Chain {
     pub const CLIENT: &'static str = "198.51.100.2";
+    /// A second client address, added by [`Chain::add_second_client`].
+    pub const CLIENT2: &'static str = "198.51.100.3";
     pub const GATEWAY_FRONT: &'static str = "198.51.100.1";
     pub const GATEWAY_BACK: &'static str = "192.0.2.1";
     pub const BACKEND: &'static str = "192.0.2.2";
@@ -28,6 +30,15 @@ impl Chain {
     pub const GATEWAY_FRONT6: &'static str = "2001:db8:1::1";
     pub const GATEWAY_BACK6: &'static str = "2001:db8:2::1";
     pub const BACKEND6: &'static str = "2001:db8:2::2";
+
+    /// Adds [`Chain::CLIENT2`] to the client, for tests of per-source limits: one
+    /// source over its limit, another that must still pass.
+    pub fn add_second_client(&self) -> Result<()> {
+        let cidr = format!("{}/24", Self::CLIENT2);
+        self.client
+            .ip(&["addr", "add", &cidr, "dev", "eth0"])
+            .map(drop)
+    }
 
     pub fn new() -> Result<Chain> {
         let chain = Chain {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use testbed::Process;
-use testbed::clients::http_get;
+use testbed::clients::{healthz, http_get};
 use testbed::topology::Chain;
 
 /// Where gwx serves /metrics inside the gateway namespace.
@@ -88,14 +88,8 @@ impl Grid {
             .spawn("gwx", env!("CARGO_BIN_EXE_gwx"), &args, &log)
             .unwrap();
         let gateway = &chain.gateway;
-        gwx.wait_ready(Duration::from_secs(20), || {
-            match http_get(gateway, METRICS, "/healthz") {
-                Ok((200, _)) => Ok(()),
-                Ok((code, body)) => Err(format!("/healthz answered {code} {body}")),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .unwrap();
+        gwx.wait_ready(Duration::from_secs(20), || healthz(gateway, METRICS))
+            .unwrap();
         Grid {
             chain,
             dir,
