@@ -9,6 +9,7 @@
 //!   ruleset, their atomic apply and their counters as metrics.
 //! * [`sysctl`]: the gateway's kernel settings as a `sysctl.d` file.
 
+pub mod bans;
 pub mod forward;
 pub mod inventory;
 pub mod metrics;

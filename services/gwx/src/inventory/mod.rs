@@ -162,6 +162,12 @@ pub struct Hardening {
     pub syn_proxy: bool,
     /// Default lifetime of an entry in the ban sets.
     pub ban_timeout_secs: u64,
+    /// Bans cover the source's network of this prefix length: 32 bans one IPv4
+    /// address.
+    pub ban_ipv4_prefix: u8,
+    /// The same for IPv6. Default 64: one host usually holds a whole /64, so banning a
+    /// single address would be undone by the next address of the same host.
+    pub ban_ipv6_prefix: u8,
     /// TCP ports for managing the gateway itself (ssh, the metrics endpoint).
     pub management_ports: Vec<u16>,
     /// Sources allowed to reach the management ports; empty means any.
@@ -174,9 +180,27 @@ impl Default for Hardening {
             drop_fragments: true,
             syn_proxy: false,
             ban_timeout_secs: 1200,
+            ban_ipv4_prefix: 32,
+            ban_ipv6_prefix: 64,
             management_ports: vec![22],
             management_sources: Vec::new(),
         }
+    }
+}
+
+impl Hardening {
+    /// The network a ban of `ip` covers: `ip` itself, or its network of
+    /// `ban_ipv4_prefix` / `ban_ipv6_prefix` bits. The ban sets hold these network
+    /// addresses and the ban rule masks the source address the same way.
+    pub fn ban_net(&self, ip: IpAddr) -> ipnet::IpNet {
+        let len = match ip {
+            IpAddr::V4(_) => self.ban_ipv4_prefix,
+            IpAddr::V6(_) => self.ban_ipv6_prefix,
+        };
+        // Validation keeps the length within the family's range.
+        ipnet::IpNet::new(ip, len)
+            .map(|n| n.trunc())
+            .unwrap_or_else(|_| ipnet::IpNet::from(ip))
     }
 }
 
@@ -365,6 +389,16 @@ impl Validate for Inventory {
             (1..=30 * 86_400).contains(&h.ban_timeout_secs),
             "hardening.ban_timeout_secs",
             format!("expected 1 second to 30 days, got {}", h.ban_timeout_secs),
+        );
+        p.check(
+            (8..=32).contains(&h.ban_ipv4_prefix),
+            "hardening.ban_ipv4_prefix",
+            format!("expected a prefix length of 8 to 32, got {}", h.ban_ipv4_prefix),
+        );
+        p.check(
+            (16..=128).contains(&h.ban_ipv6_prefix),
+            "hardening.ban_ipv6_prefix",
+            format!("expected a prefix length of 16 to 128, got {}", h.ban_ipv6_prefix),
         );
         for (i, port) in h.management_ports.iter().enumerate() {
             p.check(

@@ -22,6 +22,8 @@
 //! long as its bucket takes to refill, if longer); an entry of a connection set goes
 //! when its source holds no connection any more.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use nftables::expr::{Expression, MetaKey};
 use nftables::stmt::SetOp;
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
@@ -29,7 +31,7 @@ use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 use super::expr::*;
 use super::ruleset::{Ruleset, Stmt};
 use super::{NftError, find_gateway};
-use crate::inventory::{Gateway, Inventory, Mode, Protocol, Service};
+use crate::inventory::{Gateway, Hardening, Inventory, Mode, Protocol, Service};
 
 /// The gateway's table (family `inet`).
 pub const TABLE: &str = "gwx";
@@ -193,7 +195,11 @@ pub fn ruleset(inventory: &Inventory, gateway_id: &str) -> Result<Ruleset, NftEr
         rs.add_rule(
             PREFILTER,
             format!("drop:ban {}", f.proto()),
-            vec![eq(addr(f, "saddr"), set_ref(bans(f))), counter(), drop()],
+            vec![
+                eq(ban_key(f, h), set_ref(bans(f))),
+                counter(),
+                drop(),
+            ],
         );
     }
     if h.drop_fragments {
@@ -626,6 +632,25 @@ fn per_source_rate(s: &Service, f: Family) -> Stmt {
         addr(f, "saddr"),
         limit(l.new_per_second_per_source, l.new_burst_per_source, true),
     )
+}
+
+/// What the ban sets are matched against: the source address, masked to the ban prefix
+/// (`ip6 saddr & ffff:ffff:ffff:ffff::` for a /64), so a set element, the network
+/// address, covers the whole network. A masked lookup keeps the sets plain hash sets:
+/// an interval set would refuse overlapping bans and make every insert dearer.
+fn ban_key(f: Family, h: &Hardening) -> Expression<'static> {
+    let (len, max) = match f {
+        Family::V4 => (h.ban_ipv4_prefix, 32),
+        Family::V6 => (h.ban_ipv6_prefix, 128),
+    };
+    if len >= max {
+        return addr(f, "saddr");
+    }
+    let mask = match f {
+        Family::V4 => IpAddr::from(Ipv4Addr::from(u32::MAX << (32 - len))),
+        Family::V6 => IpAddr::from(Ipv6Addr::from(u128::MAX << (128 - len))),
+    };
+    and(addr(f, "saddr"), string(mask.to_string()))
 }
 
 /// The sets the ban engine fills (IPv4 and IPv6 sources), with timeouts.

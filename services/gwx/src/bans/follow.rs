@@ -1,0 +1,1 @@
+//! Log sources (work in progress).
