@@ -15,11 +15,13 @@
 //! * [`measure`]: bulk throughput with iperf3 and a connections-per-second client.
 //! * [`table`]: plain-text tables and ratios for the report.
 //!
-//! The benchmarks: [`gwx_forward`] (binary `gwx-forward`).
+//! The benchmarks: [`gwx_forward`] (binary `gwx-forward`), [`gwx_bans`] (binary
+//! `gwx-bans`).
 
 pub mod cmd;
 pub mod daemon;
 pub mod forwarders;
+pub mod gwx_bans;
 pub mod gwx_forward;
 pub mod measure;
 pub mod table;
