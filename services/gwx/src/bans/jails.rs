@@ -293,6 +293,15 @@ bantime_increment = { factor = 2, max = "1h" }
 "#;
 
     #[test]
+    fn the_shipped_jails_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gwx/bans.toml");
+        let c = BansConfig::load(&path).unwrap();
+        let names: Vec<&str> = c.jails.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["sshd", "wordpress"]);
+        assert_eq!(c.jails[0].ban_duration(10).as_secs(), 7 * 86_400);
+    }
+
+    #[test]
     fn durations_in_seconds_or_words() {
         let c = parse(JAIL).unwrap();
         let j = &c.jails[0];

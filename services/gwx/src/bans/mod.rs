@@ -7,5 +7,14 @@
 //! * [`follow`]: log sources: a file followed across rotation and truncation, or
 //!   `journalctl -o json` output.
 
+pub mod counter;
+pub mod daemon;
 pub mod filter;
 pub mod follow;
+pub mod guard;
+pub mod jails;
+pub mod judge;
+pub mod metrics;
+pub mod nftset;
+pub mod report;
+pub mod state;

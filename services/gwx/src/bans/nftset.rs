@@ -17,6 +17,7 @@ use nftables::expr::{Elem, Expression, NamedExpression};
 use nftables::schema::{Element, NfCmd, NfListObject, NfObject, Nftables};
 use serde_json::Value;
 
+use crate::inventory::Hardening;
 use crate::nft::NftError;
 use crate::nft::command::Nft;
 use crate::nft::gateway::{BANS4, BANS6, TABLE};
@@ -46,13 +47,21 @@ pub struct Placement {
 #[derive(Debug, Clone)]
 pub struct BanSets {
     nft: Nft,
+    /// The ban prefixes (from the inventory's hardening): an element is the first
+    /// address of a network of this length.
+    v4_prefix: u8,
+    v6_prefix: u8,
 }
 
 const OWNER: &str = "ban sets";
 
 impl BanSets {
-    pub fn new(nft: Nft) -> BanSets {
-        BanSets { nft }
+    pub fn new(nft: Nft, hardening: &Hardening) -> BanSets {
+        BanSets {
+            nft,
+            v4_prefix: hardening.ban_ipv4_prefix,
+            v6_prefix: hardening.ban_ipv6_prefix,
+        }
     }
 
     /// Adds `bans` in one transaction. An error leaves the sets as they were.
@@ -100,11 +109,14 @@ impl BanSets {
             let out = self
                 .nft
                 .run(OWNER, &format!("listing {set}"), &args, None)?;
-            all.extend(parse_listing(&out).map_err(|problem| NftError::Listing {
-                owner: OWNER.to_owned(),
-                command: format!("nft {}", args.join(" ")),
-                problem,
-            })?);
+            let prefixes = (self.v4_prefix, self.v6_prefix);
+            all.extend(
+                parse_listing(&out, prefixes).map_err(|problem| NftError::Listing {
+                    owner: OWNER.to_owned(),
+                    command: format!("nft {}", args.join(" ")),
+                    problem,
+                })?,
+            );
         }
         Ok(all)
     }
@@ -184,7 +196,7 @@ fn to_json(objects: Vec<NfObject<'static>>) -> String {
 /// Reads the elements out of `nft -j list set` output. Hand-parsed rather than through
 /// the crate's schema types: those would also have to accept everything else nft may
 /// print about a set, and only `val`, `expires` and `comment` matter here.
-fn parse_listing(json: &str) -> Result<Vec<Listed>, String> {
+fn parse_listing(json: &str, (v4, v6): (u8, u8)) -> Result<Vec<Listed>, String> {
     let doc: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let objects = doc["nftables"].as_array().ok_or("no `nftables` array")?;
     let mut out = Vec::new();
@@ -212,8 +224,9 @@ fn parse_listing(json: &str) -> Result<Vec<Listed>, String> {
             let ip: std::net::IpAddr = text
                 .parse()
                 .map_err(|_| format!("element value {text:?} is not an address"))?;
+            let len = if ip.is_ipv4() { v4 } else { v6 };
             out.push(Listed {
-                net: IpNet::from(ip),
+                net: IpNet::new(ip, len).unwrap_or_else(|_| IpNet::from(ip)),
                 expires: Duration::from_secs(expires.unwrap_or(0)),
                 jail: comment.unwrap_or("").to_owned(),
             });
@@ -269,7 +282,7 @@ mod tests {
             "table": "gwx", "type": "ipv4_addr", "flags": ["timeout"], "timeout": 1200,
             "elem": [{"elem": {"val": "198.18.0.1", "expires": 1187, "comment": "wp"}},
                      {"elem": {"val": "198.18.0.2", "timeout": 60, "expires": 59}}]}}]}"#;
-        let l = parse_listing(json).unwrap();
+        let l = parse_listing(json, (32, 64)).unwrap();
         assert_eq!(l.len(), 2);
         assert_eq!((l[0].expires.as_secs(), l[0].jail.as_str()), (1187, "wp"));
         assert_eq!(

@@ -20,6 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::counter::{History, Millis};
+use super::follow::FilePosition;
 
 /// Bumped when the format changes incompatibly; a newer file is refused, not misread.
 pub const VERSION: u32 = 1;
@@ -35,7 +36,7 @@ pub struct Saved {
     pub history: BTreeMap<String, Vec<(IpNet, History)>>,
     /// Per jail: where its log file was read up to.
     #[serde(default)]
-    pub positions: BTreeMap<String, Position>,
+    pub positions: BTreeMap<String, FilePosition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,14 +45,6 @@ pub struct SavedBan {
     pub jail: String,
     /// When the ban ends (ms since the epoch).
     pub until: Millis,
-}
-
-/// A log file position: the file's identity and the offset read up to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub dev: u64,
-    pub inode: u64,
-    pub offset: u64,
 }
 
 /// The state file and its lock.

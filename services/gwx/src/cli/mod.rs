@@ -2,6 +2,7 @@
 //! gateway id, and how errors map to exit codes (64 for a bad inventory or arguments,
 //! 1 for anything that failed while running).
 
+mod bans;
 mod check;
 mod ruleset;
 mod run;
@@ -52,6 +53,9 @@ pub enum Command {
     BackendRuleset(ruleset::BackendArgs),
     /// Print or write the gateway's sysctl.d file.
     Sysctl(sysctl::SysctlArgs),
+    /// Anti-bruteforce bans, fail2ban-compatible: the ban engine, fail2ban-regex for
+    /// gwx, and the ban sets.
+    Bans(bans::BansArgs),
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,6 +67,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::Apply(a) => ruleset::apply_gateway(&path, &gateway_id(&args.gateway)?, &a),
         Command::BackendRuleset(a) => ruleset::backend(&path, &a),
         Command::Sysctl(a) => sysctl::run(&path, &gateway_id(&args.gateway)?, &a),
+        Command::Bans(a) => bans::dispatch(&path, &a),
     }
 }
 

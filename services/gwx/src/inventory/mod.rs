@@ -393,12 +393,18 @@ impl Validate for Inventory {
         p.check(
             (8..=32).contains(&h.ban_ipv4_prefix),
             "hardening.ban_ipv4_prefix",
-            format!("expected a prefix length of 8 to 32, got {}", h.ban_ipv4_prefix),
+            format!(
+                "expected a prefix length of 8 to 32, got {}",
+                h.ban_ipv4_prefix
+            ),
         );
         p.check(
             (16..=128).contains(&h.ban_ipv6_prefix),
             "hardening.ban_ipv6_prefix",
-            format!("expected a prefix length of 16 to 128, got {}", h.ban_ipv6_prefix),
+            format!(
+                "expected a prefix length of 16 to 128, got {}",
+                h.ban_ipv6_prefix
+            ),
         );
         for (i, port) in h.management_ports.iter().enumerate() {
             p.check(

@@ -195,11 +195,7 @@ pub fn ruleset(inventory: &Inventory, gateway_id: &str) -> Result<Ruleset, NftEr
         rs.add_rule(
             PREFILTER,
             format!("drop:ban {}", f.proto()),
-            vec![
-                eq(ban_key(f, h), set_ref(bans(f))),
-                counter(),
-                drop(),
-            ],
+            vec![eq(ban_key(f, h), set_ref(bans(f))), counter(), drop()],
         );
     }
     if h.drop_fragments {

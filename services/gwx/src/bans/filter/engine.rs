@@ -1,0 +1,310 @@
+//! A Python pattern compiled for the fastest engine that can run it exactly.
+//!
+//! | pattern uses | engine | how |
+//! |---|---|---|
+//! | nothing Python-only | `regex` | exact |
+//! | backreferences only | `regex` on the relaxed pattern, then a check that each backreference copy equals its group; fancy-regex only when the check fails | exact |
+//! | lookarounds, conditionals, atomic groups | `regex` on the relaxed pattern as a prefilter, fancy-regex on lines that pass | exact |
+//!
+//! The relaxed pattern matches wherever the exact one does (see `translate.rs`), so the
+//! prefilter never loses a match, and most lines never reach the backtracking engine.
+//! Before that, backreferences to a few single characters are expanded away
+//! (`pyregex::expand_backrefs`), and a literal every match must contain is looked for
+//! with a plain substring search, which rejects most non-matching lines fastest.
+//! Captures are reported by Python group number, whichever engine found them.
+
+use std::sync::Arc;
+
+use super::error::PatternError;
+use super::pyregex::{self, Parsed};
+use super::translate::{self, Context, Target, Written};
+
+/// Size limits for the `regex` crate: Unicode classes in `<HOST>` (`\w`) and large
+/// alternations (sshd) need more than the defaults.
+const SIZE_LIMIT: usize = 64 << 20;
+const DFA_SIZE_LIMIT: usize = 16 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Exact,
+    Verified,
+    Prefilter,
+}
+
+/// A compiled pattern. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The pattern as fail2ban would compile it (after tag expansion).
+    source: String,
+    parsed: Parsed,
+    mode: Mode,
+    fast: regex::Regex,
+    fancy: Option<fancy_regex::Regex>,
+    /// Python group number -> group indices in `fast` (several when an expanded
+    /// backreference repeats a group; the one that took part counts).
+    fast_index: Vec<Vec<usize>>,
+    /// Text every match contains.
+    literal: String,
+    /// Backreference checks: (Python group, index of the copy in `fast`, case-insensitive).
+    checks: Vec<(usize, usize, bool)>,
+}
+
+/// Reusable capture storage; after the first use, matching allocates nothing.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    locs: Option<regex::CaptureLocations>,
+    /// Span of each Python group (index 0: the whole match).
+    spans: Vec<Option<(usize, usize)>>,
+}
+
+impl Slots {
+    pub fn new() -> Slots {
+        Slots {
+            locs: None,
+            spans: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, group: usize) -> Option<(usize, usize)> {
+        self.spans.get(group).copied().flatten()
+    }
+}
+
+/// Builds a `regex::Regex` with our limits.
+pub(crate) fn build_regex(text: &str) -> Result<regex::Regex, PatternError> {
+    regex::RegexBuilder::new(text)
+        .size_limit(SIZE_LIMIT)
+        .dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
+        .map_err(|e| PatternError::Invalid(format!("regex does not compile: {e}")))
+}
+
+fn build_fancy(text: &str) -> Result<fancy_regex::Regex, PatternError> {
+    fancy_regex::RegexBuilder::new(text)
+        .delegate_size_limit(SIZE_LIMIT)
+        .delegate_dfa_size_limit(DFA_SIZE_LIMIT)
+        .build()
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.to_lowercase().contains("look-behind") || msg.to_lowercase().contains("lookbehind") {
+                PatternError::Unsupported(format!("regex uses a lookbehind fancy-regex cannot run ({msg})"))
+            } else {
+                PatternError::Invalid(format!("regex does not compile: {msg}"))
+            }
+        })
+}
+
+impl Compiled {
+    /// Compiles Python pattern `source` (`multiline`: Python's `re.MULTILINE`).
+    pub fn new(source: &str, multiline: bool, ctx: Context) -> Result<Compiled, PatternError> {
+        let rewritten = pyregex::glob_to_local_flags(source);
+        let parsed = pyregex::parse(&rewritten, multiline)?;
+        translate::check_lookbehinds(&parsed.root)?;
+        let expanded = pyregex::expand_backrefs(&parsed);
+        let fast_tree = expanded.as_ref().unwrap_or(&parsed);
+        let mode = if !translate::needs_backtracking(fast_tree, ctx) {
+            Mode::Exact
+        } else if translate::only_backrefs(fast_tree, ctx) {
+            Mode::Verified
+        } else {
+            Mode::Prefilter
+        };
+        let target = if mode == Mode::Exact {
+            Target::Exact
+        } else {
+            Target::Relaxed
+        };
+        let Written { text, backrefs } = translate::write(fast_tree, target, ctx, "")?;
+        let fast = build_regex(&text)?;
+        let fancy = if mode == Mode::Exact {
+            None
+        } else {
+            let fancy_text = translate::write(&parsed, Target::Fancy, ctx, "")?.text;
+            Some(build_fancy(&fancy_text)?)
+        };
+        let index_of = |name: &str| fast.capture_names().position(|n| n == Some(name));
+        let mut fast_index = vec![vec![0]];
+        for (i, name) in parsed.groups.iter().enumerate() {
+            let base = translate::group_name("", i + 1, name.as_deref());
+            let copies = (1..).map_while(|n| index_of(&format!("{base}__v{n}")));
+            fast_index.push(index_of(&base).into_iter().chain(copies).collect());
+        }
+        let literal = pyregex::required_literal(&parsed.root);
+        let checks = backrefs
+            .iter()
+            .filter_map(|(group, copy, ci)| index_of(copy).map(|c| (*group, c, *ci)))
+            .collect();
+        Ok(Compiled {
+            inner: Arc::new(Inner {
+                source: source.to_string(),
+                parsed,
+                mode,
+                fast,
+                fancy,
+                fast_index,
+                literal,
+                checks,
+            }),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    pub fn parsed(&self) -> &Parsed {
+        &self.inner.parsed
+    }
+
+    /// Does the pattern need fancy-regex for some lines?
+    pub fn is_backtracking(&self) -> bool {
+        self.inner.mode != Mode::Exact
+    }
+
+    /// The span of the first match at or after `start`, without captures when the
+    /// engine allows (the fast path of date detection).
+    pub fn find_at(&self, hay: &str, start: usize, slots: &mut Slots) -> Option<(usize, usize)> {
+        if self.inner.mode == Mode::Exact {
+            if !self.may_match(hay, start) {
+                return None;
+            }
+            return self.inner.fast.find_at(hay, start).map(|m| (m.start(), m.end()));
+        }
+        if self.captures_at(hay, start, slots) {
+            slots.get(0)
+        } else {
+            None
+        }
+    }
+
+    /// Cheap necessary condition for a match at or after `start`.
+    fn may_match(&self, hay: &str, start: usize) -> bool {
+        let lit = &self.inner.literal;
+        lit.is_empty() || hay.get(start..).is_some_and(|h| h.contains(lit.as_str()))
+    }
+
+    /// Is there a match anywhere in `hay`?
+    pub fn is_match(&self, hay: &str, slots: &mut Slots) -> bool {
+        let inner = &*self.inner;
+        if !self.may_match(hay, 0) {
+            return false;
+        }
+        match inner.mode {
+            Mode::Exact => inner.fast.is_match(hay),
+            Mode::Verified | Mode::Prefilter => {
+                inner.fast.is_match(hay) && self.captures(hay, slots)
+            }
+        }
+    }
+
+    /// Finds the first match and records its groups in `slots`.
+    pub fn captures(&self, hay: &str, slots: &mut Slots) -> bool {
+        self.captures_at(hay, 0, slots)
+    }
+
+    /// Like [`Compiled::captures`], searching from byte `start` (context before it still
+    /// counts for anchors and word boundaries).
+    pub fn captures_at(&self, hay: &str, start: usize, slots: &mut Slots) -> bool {
+        let inner = &*self.inner;
+        let n = inner.parsed.groups.len() + 1;
+        slots.spans.clear();
+        slots.spans.resize(n, None);
+        if !self.may_match(hay, start) {
+            return false;
+        }
+        if inner.mode != Mode::Prefilter {
+            let locs = slots
+                .locs
+                .get_or_insert_with(|| inner.fast.capture_locations());
+            if locs.len() != inner.fast.captures_len() {
+                *locs = inner.fast.capture_locations();
+            }
+            if inner.fast.captures_read_at(locs, hay, start).is_none() {
+                return false;
+            }
+            let span = |group: usize| inner.fast_index[group].iter().find_map(|&i| locs.get(i));
+            let verified = inner.checks.iter().all(|&(group, copy, ci)| {
+                let text = |s: Option<(usize, usize)>| s.map(|(a, b)| &hay[a..b]);
+                match (text(span(group)), text(locs.get(copy))) {
+                    (Some(g), Some(c)) if ci => g.to_lowercase() == c.to_lowercase(),
+                    (Some(g), Some(c)) => g == c,
+                    _ => false,
+                }
+            });
+            if verified {
+                for py in 0..n {
+                    slots.spans[py] = span(py);
+                }
+                return true;
+            }
+        } else if !inner.fast.is_match_at(hay, start) {
+            return false;
+        }
+        let Some(fancy) = &inner.fancy else {
+            return false;
+        };
+        match fancy.captures_from_pos(hay, start) {
+            Ok(Some(caps)) => {
+                for (i, slot) in slots.spans.iter_mut().enumerate() {
+                    *slot = caps.get(i).map(|m| (m.start(), m.end()));
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!(pattern = %inner.source, error = %e, "backtracking limit hit, line treated as not matching");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(p: &str) -> Compiled {
+        Compiled::new(p, false, Context::default()).unwrap()
+    }
+
+    #[test]
+    fn exact_and_groups() {
+        let p = c(r"^(?P<a>\d+)-(x)?$");
+        assert!(!p.is_backtracking());
+        let mut s = Slots::new();
+        assert!(p.captures("12-x\n", &mut s));
+        assert_eq!(s.get(1), Some((0, 2)));
+        assert_eq!(s.get(2), Some((3, 4)));
+        assert!(p.captures("12-\n", &mut s));
+        assert_eq!(s.get(2), None);
+        assert!(!p.is_match("a-x\n", &mut s));
+    }
+
+    #[test]
+    fn verified_backrefs() {
+        let p = c(r"(?P<sep>\W)\d+(?P=sep)");
+        assert!(p.is_backtracking());
+        let mut s = Slots::new();
+        assert!(p.captures("a-12-b", &mut s));
+        assert_eq!(s.get(0), Some((1, 5)));
+        // The relaxed regex finds "-12/" first; the check fails and fancy-regex finds
+        // the real match further on.
+        assert!(p.captures("-12/34/", &mut s));
+        assert_eq!(s.get(0), Some((3, 7)));
+        assert!(!p.is_match("-12/", &mut s));
+    }
+
+    #[test]
+    fn prefilter_then_fancy() {
+        let p = c(r"^user (?P<u>(?:(?! from ).)+) from (?P<h>\S+)$");
+        let mut s = Slots::new();
+        assert!(p.captures("user a b from 1.2.3.4\n", &mut s));
+        assert_eq!(s.get(2), Some((14, 21)));
+        assert!(!p.is_match("user x from y from 1.2.3.4\n", &mut s));
+    }
+}

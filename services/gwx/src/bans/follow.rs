@@ -1,1 +1,0 @@
-//! Log sources (work in progress).
