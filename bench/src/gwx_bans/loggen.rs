@@ -63,9 +63,9 @@ pub fn write(path: &Path, shape: Shape) -> Result<()> {
         if i % shape.attack_every == 0 {
             // Attackers: 2,000 addresses in 203.0.113.0/24 and 198.18.0.0/15.
             let a = r % 2000;
-            write!(
+            writeln!(
                 out,
-                "198.18.{}.{} - - [{t}] \"POST /wp-login.php HTTP/1.1\" 200 4523 \"-\" \"{}\"\n",
+                "198.18.{}.{} - - [{t}] \"POST /wp-login.php HTTP/1.1\" 200 4523 \"-\" \"{}\"",
                 a / 250,
                 a % 250 + 1,
                 AGENTS[(r >> 20) as usize % AGENTS.len()]
@@ -73,9 +73,9 @@ pub fn write(path: &Path, shape: Shape) -> Result<()> {
         } else {
             let v = r % 60_000;
             let path = PATHS[(r >> 16) as usize % (PATHS.len() - 1)];
-            write!(
+            writeln!(
                 out,
-                "10.{}.{}.{} - - [{t}] \"GET {path} HTTP/1.1\" 200 {} \"https://example.org/\" \"{}\"\n",
+                "10.{}.{}.{} - - [{t}] \"GET {path} HTTP/1.1\" 200 {} \"https://example.org/\" \"{}\"",
                 v / 65536,
                 (v / 256) % 256,
                 v % 256,

@@ -37,7 +37,7 @@ impl Gateway {
         std::fs::write(
             &inventory,
             "[grid]\nname = \"bench\"\n\n[[gateway]]\nid = \"gw1\"\npublic = [\"203.0.113.1\"]\nprivate = [\"192.0.2.1\"]\n\n\
-             [[service]]\nname = \"web\"\nprotocol = \"tcp\"\nport = 443\nbackend = \"192.0.2.2:443\"\n",
+             [[service]]\nname = \"web\"\nprotocol = \"tcp\"\nport = 443\nbackend = \"192.0.2.2:443\"\nmode = \"proxy\"\n",
         )?;
         let jails = dir.path().join("bans.toml");
         std::fs::write(

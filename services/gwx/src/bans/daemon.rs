@@ -359,7 +359,7 @@ impl Engine {
         for l in &listed {
             *per_jail.entry(l.jail.as_str()).or_default() += 1;
         }
-        self.metrics.set_active(per_jail.into_iter(), listed.len());
+        self.metrics.set_active(per_jail, listed.len());
         let listed_nets: std::collections::HashSet<_> =
             listed.iter().map(|l| (l.net, l.jail.as_str())).collect();
         let mut history = BTreeMap::new();

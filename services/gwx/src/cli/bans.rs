@@ -96,7 +96,7 @@ pub fn dispatch(inventory_path: &Path, args: &BansArgs) -> anyhow::Result<ExitCo
         BansCommand::Run => run(inventory_path, &args.jails, inventory, config),
         BansCommand::List { json } => {
             let mut bans = sets.list()?;
-            bans.sort_by(|a, b| a.net.cmp(&b.net));
+            bans.sort_by_key(|a| a.net);
             let mut out = std::io::stdout().lock();
             for b in &bans {
                 if *json {
