@@ -491,3 +491,64 @@ fn a_bad_jails_file_is_refused_with_the_key_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_reload_adds_jails_keeps_bans_and_refuses_a_broken_file() {
+    let b = Bans::start(&wp_jail(1, "1h"));
+    append(&b.dir.join("access.log"), &[wp_login("198.18.0.40")]);
+    b.wait_banned("198.18.0.40/32", true);
+    let original = std::fs::read_to_string(&b.jails).unwrap();
+
+    // A broken filter: the reload fails, the running jails go on.
+    let broken = format!(
+        "{original}\n[[jail]]\nname = \"bad\"\nfilter = \"no-such-filter\"\nlog = {{ file = \"/var/log/x\" }}\n"
+    );
+    std::fs::write(&b.jails, broken).unwrap();
+    b.daemon.as_ref().unwrap().signal(Signal::SIGHUP).unwrap();
+    b.wait_metric("gwx_reloads_total{result=\"error\"}", 1.0);
+    append(&b.dir.join("access.log"), &[wp_login("198.18.0.41")]);
+    b.wait_banned("198.18.0.41/32", true);
+
+    // A second jail: added on reload; the bans stay.
+    let more = format!(
+        "{original}\n[[jail]]\nname = \"sshd\"\nfilter = \"/etc/fail2ban/filter.d/sshd.conf\"\nlog = {{ file = \"{}/auth.log\" }}\nmaxretry = 1\n",
+        b.dir.display()
+    );
+    std::fs::write(&b.jails, more).unwrap();
+    b.daemon.as_ref().unwrap().signal(Signal::SIGHUP).unwrap();
+    b.wait_metric("gwx_reloads_total{result=\"ok\"}", 1.0);
+    append(
+        &b.dir.join("auth.log"),
+        &[sshd_pid(
+            6001,
+            "Failed password for root from 198.18.0.42 port 4242 ssh2",
+        )],
+    );
+    b.wait_banned("198.18.0.42/32", true);
+    assert!(b.is_banned("198.18.0.40/32") && b.is_banned("198.18.0.41/32"));
+}
+
+#[test]
+fn a_hundred_thousand_saved_bans_are_in_force_when_the_daemon_is_ready() {
+    let mut b = Bans::start(&wp_jail(5, "20m"));
+    let mut down = b.daemon.take().unwrap();
+    down.signal(Signal::SIGTERM).unwrap();
+    assert!(down.wait_exit(Duration::from_secs(15)).unwrap().success());
+    let until = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    let bans: Vec<serde_json::Value> = (0..100_000u32)
+        .map(|i| {
+            let net = if i % 2 == 0 {
+                format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255)
+            } else {
+                format!("2001:db8:{:x}:{:x}::/64", i >> 16, i & 0xffff)
+            };
+            serde_json::json!({"net": net, "jail": "wordpress", "until": until})
+        })
+        .collect();
+    let state = serde_json::json!({"version": 1, "saved_at": 0, "bans": bans});
+    std::fs::write(b.dir.join("state/bans.json"), state.to_string()).unwrap();
+    b.restart();
+    let stats = b.gwx(&["stats"]).unwrap();
+    let all: Vec<&str> = stats.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(all, ["all", "50000", "50000", "100000"], "{stats}");
+}
