@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     connections: u64,
     /// Threads or processes of every forwarder (HAProxy nbthread, nginx
-    /// worker_processes, gwx TOKIO_WORKER_THREADS).
+    /// worker_processes, gwx --threads; 1 = one event loop on one thread).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     workers: u64,
     /// The gwx binary [default: target/release/gwx in this workspace].

@@ -13,8 +13,8 @@
 //!   which forwards the `mode = "l3"` services in the kernel (DNAT + SNAT), and exits;
 //! * `--log-level warn`: like its peers here (HAProxy without `log`, nginx stream
 //!   without an access log), gwx does not log every connection;
-//! * gwx runs on tokio, whose default runtime takes its number of worker threads from
-//!   `TOKIO_WORKER_THREADS`: that is how gwx gets the same worker count as its peers.
+//! * `--threads N` gives gwx the same worker count as its peers; with 1, gwx runs one
+//!   event loop on one thread, as HAProxy does with `nbthread 1`.
 //!
 //! While gwx is being written, a missing binary or a missing subcommand skips the
 //! variant that needs it (see [`unavailable`]) instead of failing the run.
@@ -137,8 +137,8 @@ pub fn command(ns: &Netns, gwx: &Path, inventory: &Path, action: &str, workers: 
     let mut cmd = ns.command(&gwx.to_string_lossy());
     cmd.arg("--config")
         .arg(inventory)
-        .args(["--gateway", GATEWAY_ID, "--log-level", "warn", action])
-        .env("TOKIO_WORKER_THREADS", workers.to_string());
+        .args(["--gateway", GATEWAY_ID, "--log-level", "warn"])
+        .args(["--threads", &workers.to_string(), action]);
     cmd
 }
 

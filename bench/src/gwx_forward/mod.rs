@@ -268,7 +268,7 @@ fn header(opts: &Options, out: &mut dyn Write) -> Result<()> {
         ),
         format!(
             "workers   {w} per forwarder (HAProxy nbthread {w}, nginx worker_processes {w}, \
-             gwx TOKIO_WORKER_THREADS={w})"
+             gwx --threads {w})"
         ),
         format!(
             "load      iperf3 -t {s} with 1 and {} streams; {s} s of connections (HTTP \

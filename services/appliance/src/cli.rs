@@ -24,4 +24,33 @@ pub struct CommonArgs {
     /// Log level or filter (`info`, `debug`, `gwx=debug,info`); RUST_LOG overrides it.
     #[arg(long, default_value = "info", value_name = "FILTER", global = true)]
     pub log_level: String,
+
+    /// Worker threads of a daemon [default: TOKIO_WORKER_THREADS, else one per CPU].
+    /// 1 runs the daemon as one event loop on one thread, without the cross-thread
+    /// handoffs of a work-stealing scheduler: what HAProxy's `nbthread 1` is.
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+}
+
+impl CommonArgs {
+    /// The async runtime of a daemon, with [`CommonArgs::threads`] workers.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let threads = self.threads.map(usize::from).or_else(|| {
+            std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        });
+        match threads {
+            Some(1) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            Some(n) => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(n)
+                .enable_all()
+                .build(),
+            None => tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build(),
+        }
+    }
 }

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
     let path = args
         .common
         .config
+        .clone()
         .unwrap_or_else(|| PathBuf::from("hello.toml"));
     let config: Config = match config::load(&path) {
         Ok(c) => c,
@@ -69,10 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = args.common.runtime().expect("tokio runtime");
     match rt.block_on(serve(path, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

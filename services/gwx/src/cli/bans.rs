@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use appliance::Runtime;
+use appliance::cli::CommonArgs;
 use gwx::bans::daemon::Engine;
 use gwx::bans::guard::Guard;
 use gwx::bans::jails::{BansConfig, MAX_BANTIME, Span};
@@ -84,7 +85,8 @@ pub enum BansCommand {
     },
 }
 
-pub fn dispatch(inventory_path: &Path, args: &BansArgs) -> anyhow::Result<ExitCode> {
+pub fn dispatch(common: &CommonArgs, args: &BansArgs) -> anyhow::Result<ExitCode> {
+    let inventory_path = &super::inventory_path(common);
     if let BansCommand::Regex(r) = &args.command {
         return regex::run(r);
     }
@@ -93,7 +95,7 @@ pub fn dispatch(inventory_path: &Path, args: &BansArgs) -> anyhow::Result<ExitCo
     let sets = BanSets::new(Nft::new(), &inventory.hardening);
     match &args.command {
         BansCommand::Regex(_) => unreachable!("handled above"),
-        BansCommand::Run => run(inventory_path, &args.jails, inventory, config),
+        BansCommand::Run => run(common, inventory_path, &args.jails, inventory, config),
         BansCommand::List { json } => {
             let mut bans = sets.list()?;
             bans.sort_by_key(|a| a.net);
@@ -264,15 +266,13 @@ fn stats(bans: &[Listed]) -> String {
 
 /// `gwx bans run`.
 fn run(
+    common: &CommonArgs,
     inventory_path: &Path,
     jails_path: &Path,
     inventory: Inventory,
     config: BansConfig,
 ) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = common.runtime().context("starting the async runtime")?;
     rt.block_on(serve(inventory_path, jails_path, inventory, config))?;
     Ok(ExitCode::SUCCESS)
 }

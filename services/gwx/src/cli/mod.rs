@@ -61,13 +61,13 @@ pub enum Command {
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     let path = inventory_path(&args.common);
     match args.command {
-        Command::Run(run) => run::run(&path, &gateway_id(&args.gateway)?, &run),
+        Command::Run(run) => run::run(&args.common, &path, &gateway_id(&args.gateway)?, &run),
         Command::Check => check::run(&path),
         Command::Ruleset => ruleset::print_gateway(&path, &gateway_id(&args.gateway)?),
         Command::Apply(a) => ruleset::apply_gateway(&path, &gateway_id(&args.gateway)?, &a),
         Command::BackendRuleset(a) => ruleset::backend(&path, &a),
         Command::Sysctl(a) => sysctl::run(&path, &gateway_id(&args.gateway)?, &a),
-        Command::Bans(a) => bans::dispatch(&path, &a),
+        Command::Bans(a) => bans::dispatch(&args.common, &a),
     }
 }
 

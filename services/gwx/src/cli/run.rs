@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use appliance::Runtime;
+use appliance::cli::CommonArgs;
 use gwx::forward::{Changes, Forwarder};
 use gwx::inventory::Inventory;
 use gwx::metrics::ForwardMetrics;
@@ -35,12 +36,14 @@ pub struct RunArgs {
     pub counter_interval: u64,
 }
 
-pub fn run(path: &Path, gateway: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    common: &CommonArgs,
+    path: &Path,
+    gateway: &str,
+    args: &RunArgs,
+) -> anyhow::Result<ExitCode> {
     let inventory = super::load_for_gateway(path, gateway)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = common.runtime().context("starting the async runtime")?;
     rt.block_on(serve(path.to_owned(), gateway.to_owned(), inventory, args))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -108,7 +108,13 @@ impl Config {
                         path: file.path.clone(),
                         line: o.line,
                     };
-                    (o.key.clone(), Value { text: o.value.clone(), origin })
+                    (
+                        o.key.clone(),
+                        Value {
+                            text: o.value.clone(),
+                            origin,
+                        },
+                    )
                 })
                 .collect();
             if section.name == DEFAULT_SECTION {
@@ -165,7 +171,9 @@ impl Config {
                     line: 0,
                 },
             }
-        } else if let Some(v) = own.and_then(|s| s.get(&key)).or_else(|| self.defaults.get(&key))
+        } else if let Some(v) = own
+            .and_then(|s| s.get(&key))
+            .or_else(|| self.defaults.get(&key))
         {
             v.clone()
         } else {
@@ -223,7 +231,9 @@ impl Config {
                 out.push('%');
                 rest = r;
             } else if let Some(r) = rest.strip_prefix("%(") {
-                let close = r.find(')').filter(|&c| c > 0 && r[c + 1..].starts_with('s'));
+                let close = r
+                    .find(')')
+                    .filter(|&c| c > 0 && r[c + 1..].starts_with('s'));
                 let Some(close) = close else {
                     return Err(format!("bad interpolation reference `{rest}`"));
                 };
@@ -238,7 +248,9 @@ impl Config {
                     out.push_str(&value);
                 }
             } else {
-                return Err(format!("`%` must be followed by `%` or `(`, found `{rest}`"));
+                return Err(format!(
+                    "`%` must be followed by `%` or `(`, found `{rest}`"
+                ));
             }
         }
         out.push_str(rest);
@@ -270,7 +282,8 @@ impl Config {
                 s.get(&opt)
             }
         };
-        from.or_else(|| self.defaults.get(&opt)).map(|v| v.text.clone())
+        from.or_else(|| self.defaults.get(&opt))
+            .map(|v| v.text.clone())
     }
 }
 
@@ -389,7 +402,9 @@ mod tests {
     }
 
     fn get(c: &Config, s: &str, k: &str) -> String {
-        c.get(s, k, &Vars::new()).map(|v| v.text).unwrap_or_else(|e| format!("{e:?}"))
+        c.get(s, k, &Vars::new())
+            .map(|v| v.text)
+            .unwrap_or_else(|e| format!("{e:?}"))
     }
 
     #[test]
@@ -421,23 +436,36 @@ mod tests {
         assert_eq!(get(&c, "Definition", "failregex"), "^one\n^two");
         assert_eq!(get(&c, "lt_journal", "dp"), "{^LN-BEG}");
         assert_eq!(
-            c.get_ex("Definition", "lt_journal/dp", &Vars::new()).unwrap().text,
+            c.get_ex("Definition", "lt_journal/dp", &Vars::new())
+                .unwrap()
+                .text,
             "{^LN-BEG}"
         );
         assert_eq!(
-            c.get_ex("Definition", "known/failregex", &Vars::new()).unwrap().text,
+            c.get_ex("Definition", "known/failregex", &Vars::new())
+                .unwrap()
+                .text,
             "^one"
         );
     }
 
     #[test]
     fn interpolation_errors() {
-        let c = cfg(&[("a.conf", "[S]\na = %(b)s\nb = %(a)s\nm = %(nope)s\np = 5%\n")]);
+        let c = cfg(&[(
+            "a.conf",
+            "[S]\na = %(b)s\nb = %(a)s\nm = %(nope)s\np = 5%\n",
+        )]);
         let loop_err = get(&c, "S", "a");
         assert!(loop_err.contains("more than 10 levels"), "{loop_err}");
         assert!(get(&c, "S", "m").contains("`%(nope)s` names no option"));
         assert!(get(&c, "S", "p").contains("must be followed"));
-        assert!(matches!(c.get("Nope", "a", &Vars::new()), Err(GetError::NoSection)));
-        assert!(matches!(c.get("S", "zz", &Vars::new()), Err(GetError::NoOption)));
+        assert!(matches!(
+            c.get("Nope", "a", &Vars::new()),
+            Err(GetError::NoSection)
+        ));
+        assert!(matches!(
+            c.get("S", "zz", &Vars::new()),
+            Err(GetError::NoOption)
+        ));
     }
 }

@@ -108,7 +108,12 @@ pub(crate) fn specs(datepattern: Option<&str>) -> Result<Vec<Spec>, (usize, Patt
         return Ok(default_list());
     };
     let mut out: Vec<Spec> = Vec::new();
-    for (i, line) in value.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+    for (i, line) in value
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         let add = |out: &mut Vec<Spec>, s: Spec| {
             if !out.iter().any(|o| o.name == s.name) {
                 out.push(s);
@@ -149,12 +154,12 @@ pub(crate) fn default_list() -> Vec<Spec> {
         let Ok(spec) = pattern_spec(format) else {
             continue;
         };
-        if !spec.name.starts_with("{^LN-BEG}") && !spec.name.starts_with('^') {
-            if let Ok(a) = pattern_spec(&format!("{{^LN-BEG}}{format}"))
-                && a.name != spec.name
-            {
-                anchored.push(a);
-            }
+        if !spec.name.starts_with("{^LN-BEG}")
+            && !spec.name.starts_with('^')
+            && let Ok(a) = pattern_spec(&format!("{{^LN-BEG}}{format}"))
+            && a.name != spec.name
+        {
+            anchored.push(a);
         }
         plain.push(spec);
     }
@@ -439,7 +444,12 @@ fn wrap_group(regex: &str) -> String {
     if end > start && regex.ends_with('$') && not_escaped(regex, end - 1) {
         end -= 1;
     }
-    format!("{}({}){}", &regex[..start], &regex[start..end], &regex[end..])
+    format!(
+        "{}({}){}",
+        &regex[..start],
+        &regex[start..end],
+        &regex[end..]
+    )
 }
 
 /// Starts (after optional flags) with `^`, or with `(^`/`(?:^` not followed by `|`.
@@ -501,7 +511,11 @@ mod tests {
         assert!(s.regex.ends_with(r")(?=\b|\W|$)"));
         assert!(!s.anchored());
         let s = pattern_spec("{^LN-BEG}%b %d").unwrap();
-        assert!(s.regex.starts_with(r"(?i)^(?:\W{0,2})?((?P<b>"), "{}", s.regex);
+        assert!(
+            s.regex.starts_with(r"(?i)^(?:\W{0,2})?((?P<b>"),
+            "{}",
+            s.regex
+        );
         assert!(s.line_begin);
         let s = pattern_spec(r"^[^\[]*\[(%d/%b)").unwrap();
         assert!(s.regex.starts_with(r"(?i)^[^\[]*\[((?P<d>"), "{}", s.regex);
@@ -515,10 +529,22 @@ mod tests {
 
     #[test]
     fn special_patterns() {
-        assert_eq!(pattern_spec("Epoch").unwrap().value, Value::Epoch { group: 1, long: false });
+        assert_eq!(
+            pattern_spec("Epoch").unwrap().value,
+            Value::Epoch {
+                group: 1,
+                long: false
+            }
+        );
         assert!(pattern_spec("{^LN-BEG}Epoch").unwrap().line_begin);
         let s = pattern_spec("^{EPOCH}s").unwrap();
-        assert_eq!(s.value, Value::Epoch { group: 2, long: false });
+        assert_eq!(
+            s.value,
+            Value::Epoch {
+                group: 2,
+                long: false
+            }
+        );
         assert!(pattern_spec("{^LN-BEG}TAI64N").unwrap().line_begin);
         assert_eq!(pattern_spec("{none}").unwrap().value, Value::Nothing);
     }

@@ -93,11 +93,12 @@ pub(crate) fn resolve(
 
     // Tags keep insertion order, like the Python dict they mirror.
     let mut tags: Vec<(String, Opt)> = Vec::new();
-    let set = |tags: &mut Vec<(String, Opt)>, key: &str, opt: Opt| {
-        match tags.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = opt,
-            None => tags.push((key.to_string(), opt)),
-        }
+    let set = |tags: &mut Vec<(String, Opt)>, key: &str, opt: Opt| match tags
+        .iter_mut()
+        .find(|(k, _)| k == key)
+    {
+        Some(slot) => slot.1 = opt,
+        None => tags.push((key.to_string(), opt)),
     };
 
     let mut init: Vec<(String, Opt)> = options

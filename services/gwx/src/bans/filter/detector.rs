@@ -7,10 +7,10 @@
 //!
 //! How it stays fast:
 //!
-//! 1. When the template that matched the previous line is anchored at the line start
-//!    (syslog formats), it is tried first, alone, and taken if it matches (as
-//!    fail2ban does). Unanchored templates (an access log's date after the client
-//!    address) move with the address length, so for them step 2 is cheaper.
+//! 1. The template that matched the previous line is tried first, alone, and taken
+//!    (as fail2ban does) if it is anchored at the line start (syslog formats) or
+//!    matches at the same offset as last time (an access log whose client addresses
+//!    have the same length).
 //! 2. Otherwise one `regex` crate search over all templates at once (an alternation of
 //!    all of them; leftmost-first semantics give exactly "earliest start, then list
 //!    order"), without captures: it gives the earliest start. The first template (in
@@ -36,7 +36,20 @@ use super::translate::{self, Context, Target};
 const DATE_CONTEXT: Context = Context {
     multi_line_buffer: false,
     date_bounds: true,
+    named_only: false,
 };
+
+/// A regex over the date text alone and its fields: (name, group indices).
+type FieldsRegex = (regex::Regex, Vec<(&'static str, Vec<usize>)>);
+
+/// The last date read: template, text, `now` if it mattered, and the time.
+#[derive(Debug)]
+struct Memo {
+    template: usize,
+    text: String,
+    now: Option<DateTime<Utc>>,
+    time: Option<DateTime<Utc>>,
+}
 
 #[derive(Debug)]
 struct Template {
@@ -44,6 +57,13 @@ struct Template {
     compiled: Compiled,
     /// (field name, Python group number).
     fields: Vec<(&'static str, usize)>,
+    /// The date text alone, anchored at both ends, with its field groups (name, group
+    /// indices): reading the fields this way costs a short run over the date instead
+    /// of the whole template. `None` when the date part has assertions that look
+    /// outside it.
+    fields_re: Option<FieldsRegex>,
+    /// The time read from a given date text depends on `now` (no year, or no day).
+    needs_now: bool,
     /// The date (group 1) is the whole match: no captures needed to cut it out.
     whole: bool,
     /// The template anchored at the start of the haystack, run on the line from a
@@ -71,9 +91,24 @@ pub(crate) struct Detector {
     combined: Option<regex::Regex>,
 }
 
+/// Is `at` between two word characters (where fail2ban's word-bounded dates cannot
+/// start)?
+fn inside_word(line: &str, at: usize) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    line[..at].chars().next_back().is_some_and(word) && line[at..].chars().next().is_some_and(word)
+}
+
 /// Is the root `(...)` group 1, possibly between zero-width assertions?
 fn date_is_whole(root: &Node) -> bool {
-    let is_group1 = |n: &Node| matches!(n, Node::Group { capture: Some((1, _)), .. });
+    let is_group1 = |n: &Node| {
+        matches!(
+            n,
+            Node::Group {
+                capture: Some((1, _)),
+                ..
+            }
+        )
+    };
     let zero_width = |n: &Node| {
         matches!(
             n,
@@ -94,6 +129,53 @@ fn date_is_whole(root: &Node) -> bool {
         }
         _ => false,
     }
+}
+
+/// The date part (group 1) of a template as its own regex anchored at both ends, with
+/// the groups of its fields; `None` if the part has assertions (they could look
+/// outside the date text) or needs backtracking.
+fn fields_regex(tree: &pyregex::Parsed) -> Result<Option<FieldsRegex>, PatternError> {
+    fn has_assertion(n: &Node) -> bool {
+        match n {
+            Node::WordBoundary { .. }
+            | Node::LineStart { .. }
+            | Node::LineEnd { .. }
+            | Node::TextStart
+            | Node::TextEnd
+            | Node::Look { .. }
+            | Node::Backref { .. }
+            | Node::Conditional { .. }
+            | Node::Atomic(_) => true,
+            Node::Repeat {
+                possessive: true, ..
+            } => true,
+            Node::Group { child, .. } | Node::Repeat { child, .. } => has_assertion(child),
+            Node::Concat(v) | Node::Alt(v) => v.iter().any(has_assertion),
+            _ => false,
+        }
+    }
+    let Some(body) = tree.group_node(1) else {
+        return Ok(None);
+    };
+    if has_assertion(body) {
+        return Ok(None);
+    }
+    let part = pyregex::Parsed {
+        root: body.clone(),
+        groups: tree.groups.clone(),
+    };
+    let written = translate::write(&part, Target::Exact, DATE_CONTEXT, "")?;
+    let re = engine::build_regex(&format!(r"\A(?:{})\z", written.text))?;
+    let index = |name: &str| re.capture_names().position(|n| n == Some(name));
+    let fields = strptime::FIELD_NAMES
+        .iter()
+        .filter_map(|n| {
+            let copies = (1..).map_while(|c| index(&format!("{n}__v{c}")));
+            let all: Vec<usize> = index(n).into_iter().chain(copies).collect();
+            (!all.is_empty()).then_some((*n, all))
+        })
+        .collect();
+    Ok(Some((re, fields)))
 }
 
 /// What the template requires before its match, if that is all that looks before it:
@@ -146,6 +228,10 @@ pub(crate) struct DateCache {
     slots: Slots,
     /// `slots` hold the captures of this template on the current line.
     slots_for: Option<usize>,
+    /// The last date read: (template, text, `now` if it mattered) -> time. Lines of a
+    /// burst share their timestamp, so most failures skip parsing.
+    memo: Option<Memo>,
+    locs: Option<(usize, regex::CaptureLocations)>,
 }
 
 impl DateCache {
@@ -154,6 +240,8 @@ impl DateCache {
             last: None,
             slots: Slots::new(),
             slots_for: None,
+            memo: None,
+            locs: None,
         }
     }
 }
@@ -198,14 +286,22 @@ impl Detector {
                 .map_err(|e| (i, e))?;
             let at_start = match lead(&tree.root) {
                 Some(lead) if !compiled.is_backtracking() => {
-                    let plain = translate::write(tree, target, DATE_CONTEXT, "").map_err(|e| (i, e))?;
-                    let re = engine::build_regex(&format!(r"\A(?:{})", plain.text)).map_err(|e| (i, e))?;
+                    let plain =
+                        translate::write(tree, target, DATE_CONTEXT, "").map_err(|e| (i, e))?;
+                    let re = engine::build_regex(&format!(r"\A(?:{})", plain.text))
+                        .map_err(|e| (i, e))?;
                     Some((re, lead))
                 }
                 _ => None,
             };
             alternatives.push(format!("(?:{})", written.text));
+            let fields_re = fields_regex(tree).map_err(|e| (i, e))?;
+            let has = |n: &str| parsed.group_index(n).is_some();
+            let needs_now = spec.value == Value::Fields
+                && !((has("Y") || has("y")) && (has("m") || has("b") || has("B")) && has("d"));
             templates.push(Template {
+                fields_re,
+                needs_now,
                 whole: date_is_whole(&parsed.root),
                 at_start,
                 spec,
@@ -224,11 +320,6 @@ impl Detector {
         })
     }
 
-    #[cfg(test)]
-    pub fn combined_for_bench(&self) -> &regex::Regex {
-        self.combined.as_ref().unwrap()
-    }
-
     pub fn len(&self) -> usize {
         self.templates.len()
     }
@@ -236,11 +327,21 @@ impl Detector {
     /// Finds the date in `line`.
     pub fn find(&self, line: &str, cache: &mut DateCache) -> Option<Hit> {
         cache.slots_for = None;
-        if let Some((k, ..)) = cache.last {
+        if let Some((k, last_start, _)) = cache.last {
             let t = &self.templates[k];
             if (t.spec.anchored() || self.templates.len() == 1)
                 && let Some(m) = t.compiled.find_at(line, 0, &mut cache.slots)
                 && let Some(hit) = self.confirm(line, cache, k, m)
+            {
+                return Some(hit);
+            }
+            // fail2ban takes the last template if it matches at the same offset again.
+            if let Some((re, lead)) = &t.at_start
+                && let Some(rest) = line.get(last_start..)
+                && (*lead != Lead::Word || !inside_word(line, last_start))
+                && *lead != Lead::LineStart
+                && let Some(m) = re.find(rest)
+                && let Some(hit) = self.confirm(line, cache, k, (last_start, last_start + m.end()))
             {
                 return Some(hit);
             }
@@ -249,9 +350,7 @@ impl Detector {
         // matches there wins.
         let start = self.combined.as_ref()?.find(line)?.start();
         let rest = &line[start..];
-        let word = |c: char| c.is_alphanumeric() || c == '_';
-        let inside_word = line[..start].chars().next_back().is_some_and(word)
-            && rest.chars().next().is_some_and(word);
+        let inside_word = inside_word(line, start);
         for (k, t) in self.templates.iter().enumerate() {
             let m = match &t.at_start {
                 Some((_, Lead::LineStart)) if start > 0 => continue,
@@ -265,13 +364,21 @@ impl Detector {
                     _ => continue,
                 },
             };
-            return self.confirm(line, cache, k, m).or_else(|| self.find_slow(line, cache));
+            return self
+                .confirm(line, cache, k, m)
+                .or_else(|| self.find_slow(line, cache));
         }
         self.find_slow(line, cache)
     }
 
     /// Template `k` matched at `m`: locate its date and remember it.
-    fn confirm(&self, line: &str, cache: &mut DateCache, k: usize, m: (usize, usize)) -> Option<Hit> {
+    fn confirm(
+        &self,
+        line: &str,
+        cache: &mut DateCache,
+        k: usize,
+        m: (usize, usize),
+    ) -> Option<Hit> {
         let t = &self.templates[k];
         let date = if t.whole {
             m
@@ -287,7 +394,9 @@ impl Detector {
 
     /// Every template on its own: earliest start, then list order.
     fn find_slow(&self, line: &str, cache: &mut DateCache) -> Option<Hit> {
-        let mut best: Option<(usize, (usize, usize), (usize, usize))> = None;
+        // (template, whole match, date)
+        type Best = Option<(usize, (usize, usize), (usize, usize))>;
+        let mut best: Best = None;
         let mut slots = Slots::new();
         for (k, t) in self.templates.iter().enumerate() {
             if t.compiled.captures(line, &mut slots)
@@ -302,7 +411,13 @@ impl Detector {
         Some(self.remember(cache, k, m, d))
     }
 
-    fn remember(&self, cache: &mut DateCache, k: usize, m: (usize, usize), d: (usize, usize)) -> Hit {
+    fn remember(
+        &self,
+        cache: &mut DateCache,
+        k: usize,
+        m: (usize, usize),
+        d: (usize, usize),
+    ) -> Hit {
         cache.last = Some((k, m.0, m.1));
         Hit {
             template: k,
@@ -322,8 +437,74 @@ impl Detector {
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
         let t = &self.templates[hit.template];
+        let text = &line[hit.start..hit.end];
+        let now_key = t.needs_now.then_some(now);
+        if let Some(m) = &cache.memo
+            && m.template == hit.template
+            && m.text == text
+            && m.now == now_key
+        {
+            return m.time;
+        }
+        let time = self.read_time(line, hit, cache, now);
+        match &mut cache.memo {
+            Some(m) => {
+                m.template = hit.template;
+                m.text.clear();
+                m.text.push_str(text);
+                m.now = now_key;
+                m.time = time;
+            }
+            None => {
+                cache.memo = Some(Memo {
+                    template: hit.template,
+                    text: text.to_string(),
+                    now: now_key,
+                    time,
+                })
+            }
+        }
+        time
+    }
+
+    fn read_time(
+        &self,
+        line: &str,
+        hit: &Hit,
+        cache: &mut DateCache,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let t = &self.templates[hit.template];
+        let date = &line[hit.start..hit.end];
+        match t.spec.value {
+            Value::Nothing => return None,
+            Value::Epoch { group: 1, long } => return strptime::epoch_to_time(date, long),
+            Value::Tai64n => return strptime::tai64n_to_time(date),
+            _ => {}
+        }
+        if let (Value::Fields, Some((re, fields))) = (t.spec.value, &t.fields_re) {
+            let locs = match &mut cache.locs {
+                Some((k, locs)) if *k == hit.template => locs,
+                slot => &mut slot.insert((hit.template, re.capture_locations())).1,
+            };
+            if re.captures_read(locs, date).is_some() {
+                return strptime::fields_to_time(
+                    |name| {
+                        let (_, groups) = fields.iter().find(|(n, _)| *n == name)?;
+                        groups
+                            .iter()
+                            .find_map(|&g| locs.get(g))
+                            .map(|(a, b)| &date[a..b])
+                    },
+                    now,
+                );
+            }
+        }
         if cache.slots_for != Some(hit.template) {
-            if !t.compiled.captures_at(line, hit.match_start, &mut cache.slots) {
+            if !t
+                .compiled
+                .captures_at(line, hit.match_start, &mut cache.slots)
+            {
                 return None;
             }
             cache.slots_for = Some(hit.template);
@@ -331,9 +512,9 @@ impl Detector {
         let slots = &cache.slots;
         let text = |g: usize| slots.get(g).map(|(a, b)| &line[a..b]);
         match t.spec.value {
-            Value::Nothing => None,
             Value::Epoch { group, long } => strptime::epoch_to_time(text(group)?, long),
             Value::Tai64n => strptime::tai64n_to_time(text(1)?),
+            Value::Nothing => None,
             Value::Fields => strptime::fields_to_time(
                 |name| {
                     t.fields
@@ -345,7 +526,6 @@ impl Detector {
             ),
         }
     }
-
 }
 
 #[cfg(test)]
@@ -369,14 +549,26 @@ mod tests {
     #[test]
     fn default_formats() {
         let cases = [
-            ("Nov 21 10:00:00 host sshd[1]: x", "Nov 21 10:00:00", "2026-11-21T10:00:00+00:00"),
+            (
+                "Nov 21 10:00:00 host sshd[1]: x",
+                "Nov 21 10:00:00",
+                "2026-11-21T10:00:00+00:00",
+            ),
             (
                 r#"1.2.3.4 - - [21/Nov/2026:10:00:00 +0100] "GET / HTTP/1.1" 200"#,
                 "21/Nov/2026:10:00:00 +0100",
                 "2026-11-21T09:00:00+00:00",
             ),
-            ("2026-11-21 10:00:00 x", "2026-11-21 10:00:00", "2026-11-21T10:00:00+00:00"),
-            ("2026-11-21T10:00:00.123Z x", "2026-11-21T10:00:00.123Z", "2026-11-21T10:00:00+00:00"),
+            (
+                "2026-11-21 10:00:00 x",
+                "2026-11-21 10:00:00",
+                "2026-11-21T10:00:00+00:00",
+            ),
+            (
+                "2026-11-21T10:00:00.123Z x",
+                "2026-11-21T10:00:00.123Z",
+                "2026-11-21T10:00:00+00:00",
+            ),
             ("1763719200 x", "1763719200", "2025-11-21T10:00:00+00:00"),
             ("[1763719200] x", "1763719200", "2025-11-21T10:00:00+00:00"),
             (
@@ -394,10 +586,17 @@ mod tests {
 
     #[test]
     fn explicit_patterns() {
-        let (t, _) = detect(Some(r"^[^\[]*\[({DATE})"), "1.2.3.4 [21/Nov/2026:10:00:00 +0000] x").unwrap();
+        let (t, _) = detect(
+            Some(r"^[^\[]*\[({DATE})"),
+            "1.2.3.4 [21/Nov/2026:10:00:00 +0000] x",
+        )
+        .unwrap();
         assert_eq!(t, "21/Nov/2026:10:00:00 +0000");
         let (t, tm) = detect(Some("{^LN-BEG}"), "Nov 21 10:00:00 x 2026-01-01 00:00:00").unwrap();
-        assert_eq!((t.as_str(), tm.as_str()), ("Nov 21 10:00:00", "2026-11-21T10:00:00+00:00"));
+        assert_eq!(
+            (t.as_str(), tm.as_str()),
+            ("Nov 21 10:00:00", "2026-11-21T10:00:00+00:00")
+        );
         assert_eq!(detect(Some("{^LN-BEG}"), "x Nov 21 10:00:00"), None);
         let (t, tm) = detect(Some("{NONE}"), "Nov 21 10:00:00 x").unwrap();
         assert_eq!((t.as_str(), tm.as_str()), ("", ""));

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use super::error::PatternError;
-use super::pyregex::{self, Parsed};
+use super::pyregex::{self, Node, Parsed};
 use super::translate::{self, Context, Target, Written};
 
 /// Size limits for the `regex` crate: Unicode classes in `<HOST>` (`\w`) and large
@@ -48,16 +48,43 @@ struct Inner {
     /// Python group number -> group indices in `fast` (several when an expanded
     /// backreference repeats a group; the one that took part counts).
     fast_index: Vec<Vec<usize>>,
-    /// Text every match contains.
-    literal: String,
+    /// Text every match contains, as a literal search (memchr's memmem behind the
+    /// `regex` crate), the cheapest rejection.
+    literal: Option<regex::Regex>,
+    /// Cheaper captures: see [`Split`].
+    split: Option<Split>,
     /// Backreference checks: (Python group, index of the copy in `fast`, case-insensitive).
     checks: Vec<(usize, usize, bool)>,
+}
+
+/// A pattern cut after its last capturing group: `prefix` holds every group, `suffix`
+/// none. When the prefix's own first match at the start of the full match can be
+/// followed by the suffix, that path is the full match's path (the full pattern tries
+/// the prefix's paths in the same order), so the groups come from a capture run over
+/// the short prefix instead of over the whole line (`^<HOST> .* "POST ...` spends its
+/// time in the `.*`).
+#[derive(Debug)]
+struct Split {
+    prefix: regex::Regex,
+    /// `\A(?:suffix)`; `None` when the tail is [`Split::rest`].
+    suffix: Option<regex::Regex>,
+    /// The tail is a group `(.+)` or `(.*)` to the end of the line (prefregex's
+    /// `<F-CONTENT>.+</F-CONTENT>$`): (Python group, minimum length). Its span needs
+    /// no regex at all.
+    rest: Option<(usize, usize)>,
+    /// Python group number -> group indices in `prefix`.
+    index: Vec<Vec<usize>>,
+    /// Find where the match ends (multi-line buffers consume the matched lines);
+    /// otherwise group 0's end is reported as the haystack's end.
+    need_end: bool,
 }
 
 /// Reusable capture storage; after the first use, matching allocates nothing.
 #[derive(Debug)]
 pub(crate) struct Slots {
-    locs: Option<regex::CaptureLocations>,
+    /// Capture storage per regex (keyed by the compiled pattern's address), so one
+    /// `Slots` serves several patterns without reallocating.
+    locs: Vec<(usize, regex::CaptureLocations)>,
     /// Span of each Python group (index 0: the whole match).
     spans: Vec<Option<(usize, usize)>>,
 }
@@ -65,11 +92,28 @@ pub(crate) struct Slots {
 impl Slots {
     pub fn new() -> Slots {
         Slots {
-            locs: None,
+            locs: Vec::new(),
             spans: Vec::new(),
         }
     }
+}
 
+fn locs_for<'a>(
+    locs: &'a mut Vec<(usize, regex::CaptureLocations)>,
+    key: usize,
+    re: &regex::Regex,
+) -> &'a mut regex::CaptureLocations {
+    let i = match locs.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            locs.push((key, re.capture_locations()));
+            locs.len() - 1
+        }
+    };
+    &mut locs[i].1
+}
+
+impl Slots {
     pub fn get(&self, group: usize) -> Option<(usize, usize)> {
         self.spans.get(group).copied().flatten()
     }
@@ -91,8 +135,12 @@ fn build_fancy(text: &str) -> Result<fancy_regex::Regex, PatternError> {
         .build()
         .map_err(|e| {
             let msg = e.to_string();
-            if msg.to_lowercase().contains("look-behind") || msg.to_lowercase().contains("lookbehind") {
-                PatternError::Unsupported(format!("regex uses a lookbehind fancy-regex cannot run ({msg})"))
+            if msg.to_lowercase().contains("look-behind")
+                || msg.to_lowercase().contains("lookbehind")
+            {
+                PatternError::Unsupported(format!(
+                    "regex uses a lookbehind fancy-regex cannot run ({msg})"
+                ))
             } else {
                 PatternError::Invalid(format!("regex does not compile: {msg}"))
             }
@@ -135,6 +183,16 @@ impl Compiled {
             fast_index.push(index_of(&base).into_iter().chain(copies).collect());
         }
         let literal = pyregex::required_literal(&parsed.root);
+        let literal = if literal.len() >= 2 {
+            Some(build_regex(&regex::escape(&literal))?)
+        } else {
+            None
+        };
+        let split = if mode == Mode::Exact {
+            split(fast_tree, ctx)?
+        } else {
+            None
+        };
         let checks = backrefs
             .iter()
             .filter_map(|(group, copy, ci)| index_of(copy).map(|c| (*group, c, *ci)))
@@ -148,6 +206,7 @@ impl Compiled {
                 fancy,
                 fast_index,
                 literal,
+                split,
                 checks,
             }),
         })
@@ -173,7 +232,11 @@ impl Compiled {
             if !self.may_match(hay, start) {
                 return None;
             }
-            return self.inner.fast.find_at(hay, start).map(|m| (m.start(), m.end()));
+            return self
+                .inner
+                .fast
+                .find_at(hay, start)
+                .map(|m| (m.start(), m.end()));
         }
         if self.captures_at(hay, start, slots) {
             slots.get(0)
@@ -184,8 +247,10 @@ impl Compiled {
 
     /// Cheap necessary condition for a match at or after `start`.
     fn may_match(&self, hay: &str, start: usize) -> bool {
-        let lit = &self.inner.literal;
-        lit.is_empty() || hay.get(start..).is_some_and(|h| h.contains(lit.as_str()))
+        match &self.inner.literal {
+            None => true,
+            Some(lit) => lit.is_match_at(hay, start),
+        }
     }
 
     /// Is there a match anywhere in `hay`?
@@ -196,9 +261,7 @@ impl Compiled {
         }
         match inner.mode {
             Mode::Exact => inner.fast.is_match(hay),
-            Mode::Verified | Mode::Prefilter => {
-                inner.fast.is_match(hay) && self.captures(hay, slots)
-            }
+            Mode::Verified | Mode::Prefilter => self.captures(hay, slots),
         }
     }
 
@@ -217,13 +280,46 @@ impl Compiled {
         if !self.may_match(hay, start) {
             return false;
         }
-        if inner.mode != Mode::Prefilter {
-            let locs = slots
-                .locs
-                .get_or_insert_with(|| inner.fast.capture_locations());
-            if locs.len() != inner.fast.captures_len() {
-                *locs = inner.fast.capture_locations();
+        // The DFA rejects most lines far faster than any capture engine.
+        if !inner.fast.is_match_at(hay, start) {
+            return false;
+        }
+        let key = Arc::as_ptr(&self.inner) as usize;
+        if let Some(split) = &inner.split {
+            // The prefix's leftmost match is where the full match starts if the tail
+            // follows it (a full match further left would need a prefix match there).
+            let locs = locs_for(&mut slots.locs, key ^ 1, &split.prefix);
+            if let Some(p) = split.prefix.captures_read_at(locs, hay, start) {
+                let tail = &hay[p.end()..];
+                let end = match (&split.suffix, split.rest) {
+                    (_, Some((group, min))) => {
+                        let len = tail.find('\n').unwrap_or(tail.len());
+                        let ok = tail[..len].chars().take(min).count() >= min;
+                        if ok {
+                            slots.spans[group] = Some((p.end(), p.end() + len));
+                        }
+                        ok.then_some(p.end() + len)
+                    }
+                    (Some(suffix), None) if split.need_end => {
+                        suffix.find(tail).map(|m| p.end() + m.end())
+                    }
+                    (Some(suffix), None) => suffix.is_match(tail).then_some(hay.len()),
+                    (None, None) => None,
+                };
+                if let Some(end) = end {
+                    for py in 1..n {
+                        if let Some(span) = split.index[py].iter().find_map(|&i| locs.get(i)) {
+                            slots.spans[py] = Some(span);
+                        }
+                    }
+                    slots.spans[0] = Some((p.start(), end));
+                    return true;
+                }
+                slots.spans.iter_mut().for_each(|s| *s = None);
             }
+        }
+        if inner.mode != Mode::Prefilter {
+            let locs = locs_for(&mut slots.locs, key, &inner.fast);
             if inner.fast.captures_read_at(locs, hay, start).is_none() {
                 return false;
             }
@@ -242,8 +338,6 @@ impl Compiled {
                 }
                 return true;
             }
-        } else if !inner.fast.is_match_at(hay, start) {
-            return false;
         }
         let Some(fancy) = &inner.fancy else {
             return false;
@@ -262,6 +356,107 @@ impl Compiled {
             }
         }
     }
+}
+
+/// The [`Split`] of a pattern, if it has a tail without (needed) groups that looks
+/// only forward, or ends in a group running to the end of the line.
+fn split(tree: &Parsed, ctx: Context) -> Result<Option<Split>, PatternError> {
+    fn has_capture(n: &Node, named_only: bool) -> bool {
+        match n {
+            Node::Group {
+                capture: Some((_, name)),
+                child,
+            } => !named_only || name.is_some() || has_capture(child, named_only),
+            Node::Group { child, .. }
+            | Node::Look { child, .. }
+            | Node::Atomic(child)
+            | Node::Repeat { child, .. } => has_capture(child, named_only),
+            Node::Concat(v) | Node::Alt(v) => v.iter().any(|n| has_capture(n, named_only)),
+            Node::Conditional { yes, no, .. } => {
+                has_capture(yes, named_only) || has_capture(no, named_only)
+            }
+            _ => false,
+        }
+    }
+    /// `(?P<g>.+)` / `(?P<g>.*)`: (group, minimum length).
+    fn rest_group(n: &Node) -> Option<(usize, usize)> {
+        let Node::Group {
+            capture: Some((g, _)),
+            child,
+        } = n
+        else {
+            return None;
+        };
+        match &**child {
+            Node::Repeat {
+                child,
+                min: min @ (0 | 1),
+                max: None,
+                greedy: true,
+                possessive: false,
+            } if matches!(**child, Node::Any { dotall: false }) => Some((*g, *min as usize)),
+            _ => None,
+        }
+    }
+    fn looks_back(n: &Node) -> bool {
+        match n {
+            Node::WordBoundary { .. }
+            | Node::LineStart { .. }
+            | Node::TextStart
+            | Node::Look { .. }
+            | Node::Backref { .. }
+            | Node::Conditional { .. } => true,
+            Node::Group { child, .. } | Node::Atomic(child) | Node::Repeat { child, .. } => {
+                looks_back(child)
+            }
+            Node::Concat(v) | Node::Alt(v) => v.iter().any(looks_back),
+            _ => false,
+        }
+    }
+    let Node::Concat(items) = &tree.root else {
+        return Ok(None);
+    };
+    let Some(last) = items.iter().rposition(|n| has_capture(n, ctx.named_only)) else {
+        return Ok(None);
+    };
+    let part = |nodes: &[Node]| Parsed {
+        root: Node::Concat(nodes.to_vec()),
+        groups: tree.groups.clone(),
+    };
+    let line_ends = |v: &[Node]| v.iter().all(|n| matches!(n, Node::LineEnd { .. }));
+    let (cut, suffix, rest) = match rest_group(&items[last]) {
+        Some(rest) if last > 0 && !ctx.multi_line_buffer && line_ends(&items[last + 1..]) => {
+            (last, None, Some(rest))
+        }
+        _ => {
+            let tail = &items[last + 1..];
+            if tail.is_empty() || tail.iter().any(looks_back) {
+                return Ok(None);
+            }
+            let text = translate::write(&part(tail), Target::Exact, ctx, "")?.text;
+            (
+                last + 1,
+                Some(build_regex(&format!(r"\A(?:{text})"))?),
+                None,
+            )
+        }
+    };
+    let prefix =
+        build_regex(&translate::write(&part(&items[..cut]), Target::Exact, ctx, "")?.text)?;
+    let index_of = |name: &str| prefix.capture_names().position(|n| n == Some(name));
+    let mut index = vec![vec![0]];
+    for (i, name) in tree.groups.iter().enumerate() {
+        let base = translate::group_name("", i + 1, name.as_deref());
+        let copies = (1..).map_while(|n| index_of(&format!("{base}__v{n}")));
+        index.push(index_of(&base).into_iter().chain(copies).collect());
+    }
+    Ok(Some(Split {
+        prefix,
+        suffix,
+        rest,
+        index,
+        need_end: ctx.multi_line_buffer,
+    }))
 }
 
 #[cfg(test)]

@@ -185,9 +185,13 @@ fn comment_start(line: &str) -> Option<usize> {
     if trimmed.starts_with('#') || trimmed.starts_with(';') {
         return Some(0);
     }
-    line.match_indices(';')
-        .map(|(i, _)| i)
-        .find(|&i| i == 0 || line[..i].chars().next_back().is_some_and(char::is_whitespace))
+    line.match_indices(';').map(|(i, _)| i).find(|&i| {
+        i == 0
+            || line[..i]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_whitespace)
+    })
 }
 
 /// `[name]`: the name runs to the last `]` (configparser's "very permissive" header).
@@ -212,7 +216,10 @@ mod tests {
                    journalmatch = _SYSTEMD_UNIT=sshd.service + _COMM=sshd\n\
                    key: v:w\n");
         let d = f.section("Definition").unwrap();
-        assert_eq!(d.get("failregex").unwrap().value, "^a <HOST>$\n^b <HOST>\n\n^c");
+        assert_eq!(
+            d.get("failregex").unwrap().value,
+            "^a <HOST>$\n^b <HOST>\n\n^c"
+        );
         assert_eq!(d.get("failregex").unwrap().line, 2);
         assert_eq!(
             d.get("journalmatch").unwrap().value,
@@ -223,7 +230,9 @@ mod tests {
 
     #[test]
     fn comments() {
-        let f = p("# top\n[S]\na = 1 ; inline\nb = x;y # not a comment\nc = l1\n  # skipped\n  ; skipped\n  l2\n");
+        let f = p(
+            "# top\n[S]\na = 1 ; inline\nb = x;y # not a comment\nc = l1\n  # skipped\n  ; skipped\n  l2\n",
+        );
         let s = f.section("S").unwrap();
         assert_eq!(s.get("a").unwrap().value, "1");
         assert_eq!(s.get("b").unwrap().value, "x;y # not a comment");
@@ -233,16 +242,25 @@ mod tests {
     #[test]
     fn empty_values_and_default() {
         let f = p("[DEFAULT]\nx =\n[Init]\n\n");
-        assert_eq!(f.section(DEFAULT_SECTION).unwrap().get("x").unwrap().value, "");
+        assert_eq!(
+            f.section(DEFAULT_SECTION).unwrap().get("x").unwrap().value,
+            ""
+        );
         assert!(f.section("Init").unwrap().options.is_empty());
     }
 
     #[test]
     fn errors_name_file_and_line() {
         let e = parse(Path::new("/x/y.conf"), "a = 1\n").unwrap_err();
-        assert_eq!(e.to_string(), "/x/y.conf:1: `a = 1` comes before any [section] header");
+        assert_eq!(
+            e.to_string(),
+            "/x/y.conf:1: `a = 1` comes before any [section] header"
+        );
         let e = parse(Path::new("y.conf"), "[S]\na = 1\nA = 2\n").unwrap_err();
-        assert_eq!(e.to_string(), "y.conf:3: option `a` appears twice in section [S]");
+        assert_eq!(
+            e.to_string(),
+            "y.conf:3: option `a` appears twice in section [S]"
+        );
         let e = parse(Path::new("y.conf"), "[S]\n[S]\n").unwrap_err();
         assert!(e.to_string().contains("section [S] appears twice"));
         let e = parse(Path::new("y.conf"), "[S]\njunk\n").unwrap_err();

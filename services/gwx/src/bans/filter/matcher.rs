@@ -15,11 +15,16 @@
 //!
 //! Log-injection guard: a line can carry attacker-chosen text (a user name, a URL), and
 //! an unanchored regex may pick an address out of that text instead of the real
-//! client's. So after a failregex found host H, the host's text is masked (replaced by
-//! NUL characters, which no host pattern matches) and every failregex runs again; if
-//! one then finds a different host, the line names two hosts and we report
-//! [`Outcome::Ambiguous`] instead of a failure, banning nobody. Only lines that already
-//! matched pay for this.
+//! client's. So after a failregex found host H, H's text (the whole address-like token
+//! around it, so `::ffff:` or a `:port` does not survive) is masked with NUL
+//! characters, which no host pattern matches, and every failregex runs again; if one
+//! then finds a different address, the line names two hosts and we report
+//! [`Outcome::Ambiguous`] instead of a failure, banning nobody. A different DNS name
+//! does not count (names are never banned). If the same address turns up elsewhere,
+//! that is masked too and the search repeats (a few rounds). Only lines that already
+//! matched pay for this. A line-local check cannot tell which of two addresses the
+//! daemon wrote and which the attacker did, so the guard withholds both; filters
+//! whose regexes anchor the address (sshd's normal modes) are never ambiguous.
 //!
 //! With `maxlines` above 1 the regexes see the last `maxlines` lines joined (fail2ban's
 //! line buffer) and the lines of a match are consumed.
@@ -57,7 +62,10 @@ pub struct Matcher {
     scratch_pre: Slots,
     scratch_fail: Slots,
     scratch_content: String,
+    /// The line with a host masked (injection guard).
+    masked: String,
     ml: MlCache,
+    guard: bool,
 }
 
 /// Where the failregexes matched.
@@ -83,8 +91,19 @@ impl Matcher {
             scratch_pre: Slots::new(),
             scratch_fail: Slots::new(),
             scratch_content: String::new(),
+            masked: String::new(),
             ml: MlCache::default(),
+            guard: true,
         }
+    }
+
+    /// Turns the log-injection guard off (on by default). With it off, a line that
+    /// names two hosts yields whichever the regex picks, exactly as fail2ban does.
+    /// Only for filters whose regexes are known to pick the right host, such as
+    /// fail2ban's own injection samples show: sshd's `Bad protocol version
+    /// identification 'x' from 192.0.2.1' from <real>` is ambiguous to the guard.
+    pub fn set_injection_guard(&mut self, on: bool) {
+        self.guard = on;
     }
 
     /// Matches one log line (without its newline). `now` is the time of lines without
@@ -184,63 +203,72 @@ impl Matcher {
         self.consume(consumed);
 
         let fr = &inner.failregex[found.failregex];
-        let get = |name: Name| -> Option<(String, (usize, usize))> {
-            merged(&inner, fr, name, found, &self.pre, &self.fail, &self.buf, &self.content)
+        let get = |name: Name| {
+            merged(
+                &inner,
+                fr,
+                name,
+                found,
+                &self.pre,
+                &self.fail,
+                &self.buf,
+                &self.content,
+            )
         };
-        let text = |name: Name| get(name).map(|(t, _)| t);
+        let text = |name: Name| get(name).map(|(t, _)| t.to_string());
+        // The host this line names itself (an address parses without allocating).
         let own_host = [Name::Ip4, Name::Ip6, Name::Dns, Name::Fid]
             .into_iter()
-            .find_map(get);
-        let groups = Groups {
+            .find_map(get)
+            .map(|(t, span)| (Host::parse(t), span));
+        let mlfid = text(Name::Mlfid);
+        let user = text(Name::User).filter(|u| !u.is_empty());
+        let groups = mlfid.as_ref().map(|_| Groups {
             ip4: text(Name::Ip4),
             ip6: text(Name::Ip6),
             dns: text(Name::Dns),
             fid: text(Name::Fid),
-            user: text(Name::User),
+            user: user.clone(),
             nofail: text(Name::Nofail),
             mlfgained: text(Name::Mlfgained),
             mlfforget: text(Name::Mlfforget),
             users: None,
             pending: false,
-        };
-        let mlfid = text(Name::Mlfid);
+        });
 
-        if let Some((host_text, span)) = &own_host {
-            let host = Host::parse(host_text);
-            if let Some(other) = self.guard(&inner, &host, *span) {
-                return Outcome::Ambiguous {
-                    hosts: vec![host.to_string(), other.to_string()],
-                };
-            }
+        if self.guard
+            && let Some((host, span)) = &own_host
+            && let Some(other) = self.guard(&inner, host, *span)
+        {
+            return Outcome::Ambiguous {
+                hosts: vec![host.to_string(), other.to_string()],
+            };
         }
 
-        let merged = match &mlfid {
-            Some(id) => {
-                let merged = self.ml.merge(id, groups, now);
+        let (host, user) = match (mlfid, groups) {
+            (Some(id), Some(groups)) => {
+                let merged = self.ml.merge(&id, groups, now);
                 if truthy(&merged.nofail) {
                     return Outcome::NoFailure;
                 }
-                merged
+                let host = [&merged.ip4, &merged.ip6, &merged.dns, &merged.fid]
+                    .into_iter()
+                    .find_map(|h| h.as_deref().map(Host::parse));
+                if host.is_none() {
+                    self.ml.set_pending(&id);
+                }
+                (host, merged.user.filter(|u| !u.is_empty()))
             }
-            None => groups,
+            _ => (own_host.map(|(h, _)| h), user),
         };
-        let host = merged
-            .ip4
-            .as_ref()
-            .or(merged.ip6.as_ref())
-            .or(merged.dns.as_ref())
-            .or(merged.fid.as_ref());
         let Some(host) = host else {
-            if let Some(id) = &mlfid {
-                self.ml.set_pending(id);
-            }
             return Outcome::NoFailure;
         };
         Outcome::Failure(Failure {
-            host: Host::parse(host),
+            host,
             time: now,
             failregex: found.failregex,
-            user: merged.user.filter(|u| !u.is_empty()),
+            user,
         })
     }
 
@@ -291,7 +319,9 @@ impl Matcher {
             .rfind('\n')
             .map_or(0, |i| i + 1);
         let from = end.saturating_sub(1).min(target.len());
-        let line_end = target[from..].find('\n').map_or(target.len(), |i| from + i + 1);
+        let line_end = target[from..]
+            .find('\n')
+            .map_or(target.len(), |i| from + i + 1);
         let first = target[..line_start].matches('\n').count();
         let last = target[..line_end].matches('\n').count();
         Some(first..last)
@@ -307,14 +337,22 @@ impl Matcher {
     /// The log-injection guard: with `host`'s text masked, does any failregex find a
     /// different host?
     fn guard(&mut self, inner: &Inner, host: &Host, span: (usize, usize)) -> Option<Host> {
-        let mut masked = self.buf.clone();
+        let mut masked = std::mem::take(&mut self.masked);
+        masked.clear();
+        masked.push_str(&self.buf);
         mask(&mut masked, span);
+        let other = self.guard_rounds(inner, host, &mut masked);
+        self.masked = masked;
+        other
+    }
+
+    fn guard_rounds(&mut self, inner: &Inner, host: &Host, masked: &mut String) -> Option<Host> {
         for _ in 0..GUARD_ROUNDS {
             let mut same: Option<(usize, usize)> = None;
             for i in 0..inner.failregex.len() {
                 let Some(found) = scan(
                     inner,
-                    &masked,
+                    masked,
                     &mut self.scratch_content,
                     &mut self.scratch_pre,
                     &mut self.scratch_fail,
@@ -333,12 +371,12 @@ impl Matcher {
                             found,
                             &self.scratch_pre,
                             &self.scratch_fail,
-                            &masked,
+                            masked,
                             &self.scratch_content,
                         )
                     });
                 if let Some((text, s)) = other {
-                    let h = Host::parse(&text);
+                    let h = Host::parse(text);
                     // Names are never banned, so only a different address competes.
                     if h != *host && h.ip().is_some() {
                         return Some(h);
@@ -349,7 +387,7 @@ impl Matcher {
                 }
             }
             match same {
-                Some(s) => mask(&mut masked, s),
+                Some(s) => mask(masked, s),
                 None => break,
             }
         }
@@ -361,7 +399,8 @@ impl Matcher {
 /// The whole token goes, not just the captured group: in `::ffff:1.2.3.4` or
 /// `[2001:db8::1]:22` the rest would otherwise still read as an address.
 fn mask(s: &mut String, (a, b): (usize, usize)) {
-    let token = |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | ':' | '-' | '[' | ']' | '^');
+    let token =
+        |c: char| c.is_alphanumeric() || matches!(c, '_' | '.' | ':' | '-' | '[' | ']' | '^');
     let b = b.min(s.len());
     if a >= b || !s.is_char_boundary(a) || !s.is_char_boundary(b) {
         return;
@@ -376,7 +415,13 @@ fn mask(s: &mut String, (a, b): (usize, usize)) {
         .char_indices()
         .find(|&(_, c)| !token(c))
         .map_or(s.len(), |(i, _)| b + i);
-    s.replace_range(start..end, &"\0".repeat(end - start));
+    const NULS: &str = "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+    let mut at = start;
+    while at < end {
+        let n = (end - at).min(NULS.len());
+        s.replace_range(at..at + n, &NULS[..n]);
+        at += n;
+    }
 }
 
 /// Runs prefregex and the failregexes (all, or only `only`) over `buf`.
@@ -424,25 +469,24 @@ fn scan(
 /// A group's text and its span in `buf`, as fail2ban's merged dictionary (failregex
 /// over prefregex) has it. `None`: absent or did not take part.
 #[allow(clippy::too_many_arguments)]
-fn merged(
+fn merged<'a>(
     inner: &Inner,
     fr: &Rx,
     name: Name,
     found: Found,
     pre: &Slots,
     fail: &Slots,
-    buf: &str,
-    content: &str,
-) -> Option<(String, (usize, usize))> {
+    buf: &'a str,
+    content: &'a str,
+) -> Option<(&'a str, (usize, usize))> {
     match fr.lookup(name, fail) {
         Lookup::Value(Some((a, b))) => {
             let target = if found.on_content { content } else { buf };
-            let text = target.get(a..b)?.to_string();
-            Some((text, (a + found.offset, b + found.offset)))
+            Some((target.get(a..b)?, (a + found.offset, b + found.offset)))
         }
         Lookup::Value(None) => None,
         Lookup::Absent => match inner.prefregex.as_ref().map(|p| p.lookup(name, pre)) {
-            Some(Lookup::Value(Some((a, b)))) => Some((buf.get(a..b)?.to_string(), (a, b))),
+            Some(Lookup::Value(Some((a, b)))) => Some((buf.get(a..b)?, (a, b))),
             _ => None,
         },
     }

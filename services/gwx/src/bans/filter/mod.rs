@@ -20,13 +20,37 @@
 //! * `compiled.rs`, `matcher.rs`, `mlcache.rs`: the compiled filter, the per-line
 //!   logic with the log-injection guard, and the multi-line id cache.
 //!
-//! Differences from fail2ban, on purpose: a date without a zone is UTC (fail2ban uses
-//! local time); a missing included file is an error (except `.local` files); lines that
-//! could name two hosts are reported as [`Outcome::Ambiguous`] instead of banning one;
-//! the first matching failregex decides (as in fail2ban's daemon, not its test tool).
-//! Refused features (an error naming file, option and feature): `<SKIPLINES>`,
-//! `<CIDR>`/`<SUBNET>` (subnet failures), `<F-TUPLE_...>` ids, Python's `(?L)` flag and
-//! `\N{...}` escapes, lookbehinds of variable width.
+//! # Differences from fail2ban, on purpose
+//!
+//! * A date without a zone is UTC (fail2ban uses the host's local time).
+//! * A missing included file is an error naming the includer (fail2ban skips it
+//!   silently), except `.local` files, which are optional by convention.
+//! * The first matching failregex decides, as in fail2ban's daemon (its test tool
+//!   checks all of them).
+//! * Log-injection guard: a line that could name two addresses is
+//!   [`Outcome::Ambiguous`], not a failure (see `matcher.rs`). fail2ban's own sample
+//!   logs hold four such lines (sshd's `Bad protocol version identification 'x' from
+//!   192.0.2.1' from <real>` and two alike), where its regexes happen to pick the right
+//!   address; we withhold them. [`Matcher::set_injection_guard`] turns the guard off.
+//! * Refused, with an error naming file, option, line and feature: `<SKIPLINES>`
+//!   (mongodb-auth, slapd), `<CIDR>`/`<SUBNET>` (subnet failures), `<F-TUPLE_...>`
+//!   ids, Python's `(?L)` flag and `\N{...}` escapes, lookbehinds of variable width.
+//!
+//! # Speed
+//!
+//! A line costs a date search and, for most lines, one substring search per failregex
+//! (a literal every match must contain); the `regex` crate's DFA runs only where that
+//! literal is present, and capture groups are extracted only from matching lines, over
+//! the shortest part of the pattern that holds them (`engine.rs`). fancy-regex runs
+//! only for patterns with lookarounds or conditionals, and only on lines their relaxed
+//! form already matched. Matchers reuse their buffers: a non-matching line allocates
+//! nothing.
+//!
+//! Rejected designs: fancy-regex for every pattern (a backtracking engine on every
+//! line, 10 to 100 times slower); one capture search over an alternation of all date
+//! templates (the capture engines are slow over large patterns; a DFA search for the
+//! earliest start plus an anchored check per template is several times faster);
+//! running fail2ban's Python (GPL, and 100 times slower).
 
 mod compiled;
 mod config;
@@ -80,7 +104,9 @@ pub enum Outcome {
     Failure(Failure),
     /// Log-injection guard: the line could name two different hosts (for instance a
     /// user name `from 10.0.0.1`); nobody should be banned for it.
-    Ambiguous { hosts: Vec<String> },
+    Ambiguous {
+        hosts: Vec<String>,
+    },
 }
 
 /// A failure found in a line.
@@ -203,6 +229,7 @@ impl Filter {
         let ctx = Context {
             multi_line_buffer: multi,
             date_bounds: false,
+            named_only: true,
         };
         let compile_one = |option: &str, line: usize, regex: &str, multiline: bool| {
             let at = |e: PatternError| e.at(def.origin_path(option), option, line);

@@ -438,12 +438,18 @@ impl Parser {
         if self.eat('P') {
             if self.eat('<') {
                 let name = self.name('>')?;
-                if self.groups.iter().any(|g| g.as_deref() == Some(name.as_str())) {
+                if self
+                    .groups
+                    .iter()
+                    .any(|g| g.as_deref() == Some(name.as_str()))
+                {
                     return Err(self.invalid(&format!("redefinition of group name `{name}`")));
                 }
                 let index = self.groups.len() + 1;
                 self.groups.push(Some(name.clone()));
-                return self.group_body(f, depth, Some((index, Some(name)))).map(Some);
+                return self
+                    .group_body(f, depth, Some((index, Some(name))))
+                    .map(Some);
             }
             if self.eat('=') {
                 let name = self.name(')')?;
@@ -623,7 +629,9 @@ impl Parser {
     }
 
     fn escape(&mut self, f: Flags) -> Result<Node, PatternError> {
-        let c = self.peek().ok_or_else(|| self.invalid("bad escape (end of pattern)"))?;
+        let c = self
+            .peek()
+            .ok_or_else(|| self.invalid("bad escape (end of pattern)"))?;
         self.pos += 1;
         let perl = |kind, negated| Node::Perl {
             kind,
@@ -795,7 +803,11 @@ impl Parser {
                     if matches!(e, 'd' | 'D' | 'w' | 'W' | 's' | 'S') {
                         return Err(self.invalid("bad character range"));
                     }
-                    if e == 'b' { '\x08' } else { self.char_escape(e)? }
+                    if e == 'b' {
+                        '\x08'
+                    } else {
+                        self.char_escape(e)?
+                    }
                 } else {
                     hc
                 };
@@ -873,7 +885,9 @@ pub(crate) fn expand_backrefs(parsed: &Parsed) -> Option<Parsed> {
                         else {
                             continue;
                         };
-                        let Some(chars) = small_set(child) else { continue };
+                        let Some(chars) = small_set(child) else {
+                            continue;
+                        };
                         let Some(j) = items[i + 1..]
                             .iter()
                             .position(|x| matches!(x, Node::Backref { group, .. } if group == g))
@@ -994,12 +1008,12 @@ pub(crate) fn width(node: &Node) -> (u64, Option<u64>) {
         Node::Alt(v) => {
             let ws: Vec<_> = v.iter().map(width).collect();
             let lo = ws.iter().map(|w| w.0).min().unwrap_or(0);
-            let hi = ws
-                .iter()
-                .try_fold(0u64, |acc, w| w.1.map(|h| acc.max(h)));
+            let hi = ws.iter().try_fold(0u64, |acc, w| w.1.map(|h| acc.max(h)));
             (lo, hi)
         }
-        Node::Conditional { yes, no, .. } => width(&Node::Alt(vec![(**yes).clone(), (**no).clone()])),
+        Node::Conditional { yes, no, .. } => {
+            width(&Node::Alt(vec![(**yes).clone(), (**no).clone()]))
+        }
         Node::Backref { .. } => (0, None),
     }
 }
@@ -1037,8 +1051,20 @@ mod tests {
         let p = parse("(?P<a>x)(y)(?P=a)\\2", false).unwrap();
         assert_eq!(p.groups, vec![Some("a".to_string()), None]);
         let Node::Concat(v) = &p.root else { panic!() };
-        assert_eq!(v[2], Node::Backref { group: 1, ci: false });
-        assert_eq!(v[3], Node::Backref { group: 2, ci: false });
+        assert_eq!(
+            v[2],
+            Node::Backref {
+                group: 1,
+                ci: false
+            }
+        );
+        assert_eq!(
+            v[3],
+            Node::Backref {
+                group: 2,
+                ci: false
+            }
+        );
         assert!(parse("(?P<a>x(?P=a))", false).is_err());
         assert!(parse("(?P<a>x)(?P<a>y)", false).is_err());
     }
@@ -1109,8 +1135,12 @@ mod tests {
     fn backref_expansion() {
         let p = parse(r"(?P<s>[-/])(?P<m>\d)(?P=s)", false).unwrap();
         let e = expand_backrefs(&p).unwrap();
-        let Node::Concat(v) = &e.root else { panic!("{:?}", e.root) };
-        let Node::Alt(branches) = &v[0] else { panic!("{:?}", e.root) };
+        let Node::Concat(v) = &e.root else {
+            panic!("{:?}", e.root)
+        };
+        let Node::Alt(branches) = &v[0] else {
+            panic!("{:?}", e.root)
+        };
         assert_eq!(branches.len(), 2);
         assert!(expand_backrefs(&parse(r"(?P<s>\w)(?P=s)", false).unwrap()).is_none());
     }

@@ -62,7 +62,9 @@ pub(crate) fn field_regex(rest: &str) -> Option<(&'static str, usize)> {
         }
         'a' => r"(?P<a>mon|tue|wed|thu|fri|sat|sun)",
         'A' => r"(?P<A>monday|tuesday|wednesday|thursday|friday|saturday|sunday)",
-        'j' => r"(?P<j>36[0-6]|3[0-5][0-9]|[12][0-9][0-9]|0[1-9][0-9]|00[1-9]|[1-9][0-9]|0[1-9]|[1-9])",
+        'j' => {
+            r"(?P<j>36[0-6]|3[0-5][0-9]|[12][0-9][0-9]|0[1-9][0-9]|00[1-9]|[1-9][0-9]|0[1-9]|[1-9])"
+        }
         'z' => r"(?P<z>Z|UTC|GMT|[+-][01][0-9](?::?[0-9]{2})?)",
         'Z' => r"(?P<Z>Z|[A-Z]{3,5})",
         '%' => "%",
@@ -227,7 +229,8 @@ pub(crate) fn fields_to_time<'a>(
         t -= Duration::days(1);
     }
     if assume_year && t > now + Duration::days(1) {
-        let naive = NaiveDate::from_ymd_opt(year - 1, month, day)?.and_hms_opt(hour, minute, second)?;
+        let naive =
+            NaiveDate::from_ymd_opt(year - 1, month, day)?.and_hms_opt(hour, minute, second)?;
         t = Utc.from_utc_datetime(&naive) - Duration::minutes(i64::from(offset.unwrap_or(0)));
     }
     Some(t)
@@ -261,17 +264,37 @@ mod tests {
 
     fn t(fields: &[(&str, &str)], now: &str) -> Option<String> {
         let map: HashMap<&str, &str> = fields.iter().copied().collect();
-        let now = DateTime::parse_from_rfc3339(now).unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339(now)
+            .unwrap()
+            .with_timezone(&Utc);
         fields_to_time(|k| map.get(k).copied(), now).map(|t| t.to_rfc3339())
     }
 
     #[test]
     fn syslog_year_inference() {
-        let f = [("b", "Nov"), ("d", "21"), ("H", "10"), ("M", "00"), ("S", "05")];
-        assert_eq!(t(&f, "2026-11-22T00:00:00Z").unwrap(), "2026-11-21T10:00:05+00:00");
+        let f = [
+            ("b", "Nov"),
+            ("d", "21"),
+            ("H", "10"),
+            ("M", "00"),
+            ("S", "05"),
+        ];
+        assert_eq!(
+            t(&f, "2026-11-22T00:00:00Z").unwrap(),
+            "2026-11-21T10:00:05+00:00"
+        );
         // A December line read in January is from last year.
-        let f = [("b", "dec"), ("d", "31"), ("H", "23"), ("M", "59"), ("S", "59")];
-        assert_eq!(t(&f, "2027-01-01T00:10:00Z").unwrap(), "2026-12-31T23:59:59+00:00");
+        let f = [
+            ("b", "dec"),
+            ("d", "31"),
+            ("H", "23"),
+            ("M", "59"),
+            ("S", "59"),
+        ];
+        assert_eq!(
+            t(&f, "2027-01-01T00:10:00Z").unwrap(),
+            "2026-12-31T23:59:59+00:00"
+        );
     }
 
     #[test]
@@ -285,26 +308,60 @@ mod tests {
             ("S", "00"),
             ("z", "+0200"),
         ];
-        assert_eq!(t(&f, "2026-12-01T00:00:00Z").unwrap(), "2026-11-21T08:00:00+00:00");
+        assert_eq!(
+            t(&f, "2026-12-01T00:00:00Z").unwrap(),
+            "2026-11-21T08:00:00+00:00"
+        );
         assert_eq!(zone_offset("-05:30"), -330);
         assert_eq!(zone_offset("CEST"), 120);
         assert_eq!(zone_offset("CET+01"), 120);
-        let f = [("b", "Jan"), ("d", "2"), ("Y", "2026"), ("I", "12"), ("M", "5"), ("S", "0"), ("p", "AM")];
-        assert_eq!(t(&f, "2026-12-01T00:00:00Z").unwrap(), "2026-01-02T00:05:00+00:00");
+        let f = [
+            ("b", "Jan"),
+            ("d", "2"),
+            ("Y", "2026"),
+            ("I", "12"),
+            ("M", "5"),
+            ("S", "0"),
+            ("p", "AM"),
+        ];
+        assert_eq!(
+            t(&f, "2026-12-01T00:00:00Z").unwrap(),
+            "2026-01-02T00:05:00+00:00"
+        );
     }
 
     #[test]
     fn time_only_and_invalid() {
         let f = [("H", "23"), ("M", "00"), ("S", "00")];
-        assert_eq!(t(&f, "2026-11-21T10:00:00Z").unwrap(), "2026-11-20T23:00:00+00:00");
-        assert_eq!(t(&[("m", "2"), ("d", "30"), ("Y", "2026")], "2026-11-21T10:00:00Z"), None);
+        assert_eq!(
+            t(&f, "2026-11-21T10:00:00Z").unwrap(),
+            "2026-11-20T23:00:00+00:00"
+        );
+        assert_eq!(
+            t(
+                &[("m", "2"), ("d", "30"), ("Y", "2026")],
+                "2026-11-21T10:00:00Z"
+            ),
+            None
+        );
     }
 
     #[test]
     fn epoch_and_tai64n() {
-        assert_eq!(epoch_to_time("1700000000.5", false).unwrap().timestamp(), 1_700_000_000);
-        assert_eq!(epoch_to_time("1700000000123", true).unwrap().timestamp(), 1_700_000_000);
-        assert_eq!(tai64n_to_time("@4000000037c219bf2ef02e94").unwrap().timestamp(), 0x37c219bf);
+        assert_eq!(
+            epoch_to_time("1700000000.5", false).unwrap().timestamp(),
+            1_700_000_000
+        );
+        assert_eq!(
+            epoch_to_time("1700000000123", true).unwrap().timestamp(),
+            1_700_000_000
+        );
+        assert_eq!(
+            tai64n_to_time("@4000000037c219bf2ef02e94")
+                .unwrap()
+                .timestamp(),
+            0x37c219bf
+        );
     }
 
     #[test]

@@ -174,26 +174,46 @@ mod tests {
         assert!(r.starts_with(r"^(?P<user>\S+) from (?:\[?(?:"), "{r}");
         assert!(r.contains("(?P<dns>"));
         assert!(!expand("<HOST>", false).unwrap().contains("dns"));
-        assert_eq!(expand("<F-ID/> <F-ALT_USER>x</F-ALT_USER>", true).unwrap(), r"(?P<fid>\S+) (?P<alt_user>x)");
+        assert_eq!(
+            expand("<F-ID/> <F-ALT_USER>x</F-ALT_USER>", true).unwrap(),
+            r"(?P<fid>\S+) (?P<alt_user>x)"
+        );
         assert_eq!(expand("<F-ID>a</F-ID>", true).unwrap(), "(?P<fid>a)");
     }
 
     #[test]
     fn unknown_and_unopened_tags_stay() {
-        assert_eq!(expand("<pid> </F-USER> <a b> <", true).unwrap(), "<pid> </F-USER> <a b> <");
+        assert_eq!(
+            expand("<pid> </F-USER> <a b> <", true).unwrap(),
+            "<pid> </F-USER> <a b> <"
+        );
         assert_eq!(expand(r"<\d+>", true).unwrap(), r"<\d+>");
     }
 
     #[test]
     fn refused_tags() {
-        assert!(matches!(expand("a<SKIPLINES>b", true), Err(PatternError::Unsupported(_))));
-        assert!(matches!(expand("<ADDR>/<CIDR>", true), Err(PatternError::Unsupported(_))));
+        assert!(matches!(
+            expand("a<SKIPLINES>b", true),
+            Err(PatternError::Unsupported(_))
+        ));
+        assert!(matches!(
+            expand("<ADDR>/<CIDR>", true),
+            Err(PatternError::Unsupported(_))
+        ));
     }
 
     #[test]
     fn address_patterns() {
         let re = regex::Regex::new(&format!("^{}$", host(true).replace("(?P<", "(?P<x_"))).unwrap();
-        for ok in ["1.2.3.4", "[1.2.3.4]", "::ffff:1.2.3.4", "2001:db8::1", "::1", "fe80::", "host.example.com"] {
+        for ok in [
+            "1.2.3.4",
+            "[1.2.3.4]",
+            "::ffff:1.2.3.4",
+            "2001:db8::1",
+            "::1",
+            "fe80::",
+            "host.example.com",
+        ] {
             assert!(re.is_match(ok), "{ok}");
         }
     }

@@ -37,6 +37,9 @@ pub(crate) struct Context {
     /// Recognise the word-boundary lookaheads fail2ban wraps date patterns in
     /// (`(?=^|\b|\W)`, `(?=\b|\W|$)`) and write them as Rust's half word boundaries.
     pub date_bounds: bool,
+    /// Only named groups are read (failregexes): unnamed ones may go unreported on the
+    /// engine's fast capture path.
+    pub named_only: bool,
 }
 
 /// A pattern written for one target.
@@ -167,19 +170,21 @@ pub(crate) fn date_bound(n: &Node) -> bool {
     let Node::Alt(v) = &**child else {
         return false;
     };
-    let is = |n: &Node, what: u8| match (n, what) {
-        (Node::LineStart { multiline: false }, b'^') => true,
-        (Node::LineEnd { multiline: false }, b'$') => true,
-        (Node::WordBoundary { negated: false, .. }, b'b') => true,
-        (
-            Node::Perl {
-                kind: Perl::Word,
-                negated: true,
-                ..
-            },
-            b'W',
-        ) => true,
-        _ => false,
+    let is = |n: &Node, what: u8| {
+        matches!(
+            (n, what),
+            (Node::LineStart { multiline: false }, b'^')
+                | (Node::LineEnd { multiline: false }, b'$')
+                | (Node::WordBoundary { negated: false, .. }, b'b')
+                | (
+                    Node::Perl {
+                        kind: Perl::Word,
+                        negated: true,
+                        ..
+                    },
+                    b'W'
+                )
+        )
     };
     v.len() == 3
         && ((is(&v[0], b'^') && is(&v[1], b'b') && is(&v[2], b'W'))
@@ -204,7 +209,9 @@ impl Writer<'_> {
     }
 
     fn unsupported_exact(&self, what: &str) -> PatternError {
-        PatternError::Invalid(format!("internal: {what} cannot be written for the regex crate"))
+        PatternError::Invalid(format!(
+            "internal: {what} cannot be written for the regex crate"
+        ))
     }
 
     /// `capture`: write capturing groups as capturing (false inside relaxed copies).
@@ -281,7 +288,10 @@ impl Writer<'_> {
                     self.out.push_str(b);
                 }
             }
-            Node::Group { capture: cap, child } => {
+            Node::Group {
+                capture: cap,
+                child,
+            } => {
                 match cap {
                     Some((index, name)) if capture => {
                         let copy = self.seen.entry(*index).or_insert(0);
@@ -491,8 +501,23 @@ fn push_class_char(out: &mut String, c: char) {
 fn is_meta(c: char) -> bool {
     matches!(
         c,
-        '\\' | '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' | '#'
-            | '&' | '-' | '~'
+        '\\' | '.'
+            | '+'
+            | '*'
+            | '?'
+            | '('
+            | ')'
+            | '|'
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '^'
+            | '$'
+            | '#'
+            | '&'
+            | '-'
+            | '~'
     )
 }
 
@@ -524,9 +549,14 @@ mod tests {
     use crate::bans::filter::pyregex::parse;
 
     fn exact(p: &str) -> String {
-        write(&parse(p, false).unwrap(), Target::Exact, Context::default(), "")
-            .unwrap()
-            .text
+        write(
+            &parse(p, false).unwrap(),
+            Target::Exact,
+            Context::default(),
+            "",
+        )
+        .unwrap()
+        .text
     }
 
     #[test]
@@ -547,7 +577,9 @@ mod tests {
     fn fancy_and_relaxed() {
         let p = parse(r"(?P<u>\S+)(?(u)a|b)(?! from )(?P=u)", false).unwrap();
         assert!(needs_backtracking(&p, Context::default()));
-        let fancy = write(&p, Target::Fancy, Context::default(), "").unwrap().text;
+        let fancy = write(&p, Target::Fancy, Context::default(), "")
+            .unwrap()
+            .text;
         assert_eq!(fancy, r"(?P<u>\S+)(?(<u>)a|b)(?! from )(?:\k<u>)");
         let relaxed = write(&p, Target::Relaxed, Context::default(), "").unwrap();
         assert_eq!(relaxed.text, r"(?P<u>\S+)(?:a|b)(?:)(?P<__b0>(?:\S+))");
