@@ -60,28 +60,14 @@ impl Rate {
     }
 }
 
-/// Runs fail2ban-regex on `log` pinned to `cpu`; its line and match counts.
+/// Runs fail2ban-regex on `log` pinned to `cpu`; its line and match counts from
+/// "Lines: 200000 lines, 0 ignored, 20219 matched, 179781 missed".
 pub fn fail2ban(log: &Path, filter: &Path, cpu: usize) -> Result<Rate> {
-    let started = Instant::now();
-    let out = cmd::checked(
-        Command::new("taskset")
-            .args(["-c", &cpu.to_string(), "fail2ban-regex"])
-            .arg(log)
-            .arg(filter),
-        Duration::from_secs(3600),
-    )?;
-    let seconds = started.elapsed().as_secs_f64();
-    // "Lines: 200000 lines, 0 ignored, 20219 matched, 179781 missed"
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("Lines:"))
-        .with_context(|| format!("fail2ban-regex printed no `Lines:` summary:\n{out}"))?;
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let mut cmd = Command::new("fail2ban-regex");
+    cmd.arg(log).arg(filter);
+    let (numbers, seconds) = pinned(cmd, cpu, "Lines:")?;
     let [lines, _ignored, matched, ..] = numbers[..] else {
-        bail!("cannot read fail2ban-regex's summary {line:?}");
+        bail!("fail2ban-regex's summary has too few numbers: {numbers:?}");
     };
     Ok(Rate {
         lines,
@@ -90,36 +76,47 @@ pub fn fail2ban(log: &Path, filter: &Path, cpu: usize) -> Result<Rate> {
     })
 }
 
-/// Runs `gwx bans regex --quiet` on `log` pinned to `cpu`.
+/// Runs `gwx bans regex --quiet` on `log` pinned to `cpu`; its counts from
+/// "lines    1000000 lines, 100000 matched, 0 ignored, ...".
 pub fn gwx(gwx: &Path, log: &Path, filter: &Path, cpu: usize) -> Result<Rate> {
-    let started = Instant::now();
-    let out = cmd::checked(
-        Command::new("taskset")
-            .args(["-c", &cpu.to_string()])
-            .arg(gwx)
-            .args(["bans", "regex", "--quiet"])
-            .arg(log)
-            .arg(filter),
-        Duration::from_secs(3600),
-    )?;
-    let seconds = started.elapsed().as_secs_f64();
-    // "lines    1000000 lines, 100000 matched, 0 ignored, ..."
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("lines "))
-        .with_context(|| format!("gwx bans regex printed no `lines` summary:\n{out}"))?;
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let mut cmd = Command::new(gwx);
+    cmd.args(["bans", "regex", "--quiet"]).arg(log).arg(filter);
+    let (numbers, seconds) = pinned(cmd, cpu, "lines ")?;
     let [lines, matched, ..] = numbers[..] else {
-        bail!("cannot read gwx's summary {line:?}");
+        bail!("gwx's summary has too few numbers: {numbers:?}");
     };
     Ok(Rate {
         lines,
         matched,
         seconds,
     })
+}
+
+/// Runs `cmd` under `taskset -c CPU`, timed from start to exit; the numbers of the
+/// first output line starting with `summary`, and the seconds it took.
+fn pinned(cmd: Command, cpu: usize, summary: &str) -> Result<(Vec<u64>, f64)> {
+    let mut pinned = Command::new("taskset");
+    pinned
+        .args(["-c", &cpu.to_string()])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    let started = Instant::now();
+    let out = cmd::checked(&mut pinned, Duration::from_secs(3600))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(summary))
+        .with_context(|| {
+            format!(
+                "no `{summary}` summary in the output of `{}`:\n{out}",
+                cmd::shown(&pinned)
+            )
+        })?;
+    let numbers = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    Ok((numbers, seconds))
 }
 
 /// The rate part of the report.

@@ -110,6 +110,38 @@ impl Problems {
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()
     }
+
+    /// Checks that `value` is a name: 1 to 32 characters of `[A-Za-z0-9_-]`. Names end
+    /// up in metric labels, file names and firewall comments, where anything else would
+    /// need quoting or could not be told apart.
+    pub fn check_name(&mut self, key: impl Into<String>, value: &str) -> bool {
+        let ok = (1..=32).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        self.check(
+            ok,
+            key,
+            format!("expected 1 to 32 characters of [A-Za-z0-9_-], got {value:?}"),
+        )
+    }
+
+    /// Checks that `value` was not seen before among the `what`s (e.g. "gateway id")
+    /// and remembers it.
+    pub fn check_unique<'a>(
+        &mut self,
+        seen: &mut std::collections::HashSet<&'a str>,
+        key: impl Into<String>,
+        what: &str,
+        value: &'a str,
+    ) -> bool {
+        let ok = seen.insert(value);
+        self.check(
+            ok,
+            key,
+            format!("expected a unique {what}, `{value}` is used twice"),
+        )
+    }
 }
 
 /// Reads and parses `path`; see [`parse`].

@@ -32,6 +32,23 @@ impl RuntimeConfig {
         Duration::from_secs(self.drain_timeout_secs)
     }
 
+    /// Binds the metrics/health endpoint's listener, if one is configured; the error
+    /// names the address.
+    pub async fn bind_metrics(&self) -> std::io::Result<Option<tokio::net::TcpListener>> {
+        let Some(addr) = self.metrics_listen else {
+            return Ok(None);
+        };
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} for metrics: {e}"),
+                )
+            })
+    }
+
     /// Validates this section, found under `key` in the file.
     pub fn validate_at(&self, key: &str, problems: &mut Problems) {
         problems.check(

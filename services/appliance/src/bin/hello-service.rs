@@ -93,14 +93,11 @@ async fn serve(path: PathBuf, config: Config) -> Result<(), Box<dyn std::error::
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let metrics = match config.runtime.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?,
-        ),
-        None => None,
-    };
+    let metrics = config
+        .runtime
+        .bind_metrics()
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(listen = %config.listen, "accepting clients");
 
     let greeting = Arc::new(RwLock::new(config.greeting));

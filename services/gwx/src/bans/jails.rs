@@ -206,19 +206,8 @@ impl Validate for BansConfig {
         let mut names = HashSet::new();
         for (i, j) in self.jails.iter().enumerate() {
             let key = format!("jail[{i}]");
-            p.check(
-                is_jail_name(&j.name),
-                format!("{key}.name"),
-                format!(
-                    "expected 1 to 32 characters of [A-Za-z0-9_-], got {:?}",
-                    j.name
-                ),
-            );
-            p.check(
-                names.insert(j.name.as_str()),
-                format!("{key}.name"),
-                format!("expected a unique jail name, `{}` is used twice", j.name),
-            );
+            p.check_name(format!("{key}.name"), &j.name);
+            p.check_unique(&mut names, format!("{key}.name"), "jail name", &j.name);
             p.check(
                 !j.filter.trim().is_empty(),
                 format!("{key}.filter"),
@@ -264,13 +253,6 @@ impl Validate for BansConfig {
             }
         }
     }
-}
-
-fn is_jail_name(s: &str) -> bool {
-    // Jail names end up in nft element comments and metric labels.
-    (1..=32).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -69,15 +69,7 @@ impl BanSets {
         if bans.is_empty() {
             return Ok(());
         }
-        let json = add_batch(bans);
-        self.nft
-            .run(
-                OWNER,
-                &format!("adding {} ban(s)", bans.len()),
-                &["-j", "-f", "-"],
-                Some(&json),
-            )
-            .map(drop)
+        self.transaction(&format!("adding {} ban(s)", bans.len()), &add_batch(bans))
     }
 
     /// Removes `nets` in one transaction; fails (changing nothing) if one is not
@@ -90,14 +82,16 @@ impl BanSets {
             .into_iter()
             .map(|(set, elem)| NfObject::CmdObject(NfCmd::Delete(element(set, elem))))
             .collect();
-        let json = to_json(objects);
+        self.transaction(
+            &format!("removing {} ban(s)", nets.len()),
+            &to_json(objects),
+        )
+    }
+
+    /// Runs one `nft -j -f -` transaction.
+    fn transaction(&self, action: &str, json: &str) -> Result<(), NftError> {
         self.nft
-            .run(
-                OWNER,
-                &format!("removing {} ban(s)", nets.len()),
-                &["-j", "-f", "-"],
-                Some(&json),
-            )
+            .run(OWNER, action, &["-j", "-f", "-"], Some(json))
             .map(drop)
     }
 

@@ -18,7 +18,6 @@ use gwx::bans::report;
 use gwx::bans::state::{SavedBan, StateFile};
 use gwx::inventory::Inventory;
 use gwx::nft::command::Nft;
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -323,14 +322,7 @@ async fn serve(
     let mut runtime = Runtime::new("gwx", env!("CARGO_PKG_VERSION"))
         .with_drain_timeout(config.runtime.drain_timeout());
     let metrics = BanMetrics::register(runtime.registry());
-    let listener = match config.runtime.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
-        ),
-        None => None,
-    };
+    let listener = config.runtime.bind_metrics().await?;
     let shutdown = runtime.shutdown();
     let running = Mutex::new(Some(start(inventory, config, &metrics, &shutdown).await?));
     let (inventory_path, jails_path) = (inventory_path.to_owned(), jails_path.to_owned());

@@ -22,7 +22,6 @@ use gwx::nft::apply::{Options, apply};
 use gwx::nft::command::Nft;
 use gwx::nft::counters::{self, NftMetrics};
 use gwx::nft::gateway;
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -141,14 +140,7 @@ async fn serve(
         runtime.tracker(),
     );
     log_changes(&gateway, &forwarder.apply(&inventory).await?);
-    let metrics_listener = match inventory.runtime.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for metrics"))?,
-        ),
-        None => None,
-    };
+    let metrics_listener = inventory.runtime.bind_metrics().await?;
     let interval = Duration::from_secs(args.counter_interval.max(1));
     tokio::spawn(firewall.clone().refresh_every(interval, runtime.shutdown()));
 

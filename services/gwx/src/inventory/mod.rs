@@ -251,19 +251,8 @@ impl Validate for Inventory {
         let mut addresses = HashSet::new();
         for (i, g) in self.gateways.iter().enumerate() {
             let key = format!("gateway[{i}]");
-            p.check(
-                is_identifier(&g.id),
-                format!("{key}.id"),
-                format!(
-                    "expected 1 to 32 characters of [A-Za-z0-9_-], got {:?}",
-                    g.id
-                ),
-            );
-            p.check(
-                ids.insert(g.id.as_str()),
-                format!("{key}.id"),
-                format!("expected a unique gateway id, `{}` is used twice", g.id),
-            );
+            p.check_name(format!("{key}.id"), &g.id);
+            p.check_unique(&mut ids, format!("{key}.id"), "gateway id", &g.id);
             p.check(
                 !g.public.is_empty(),
                 format!("{key}.public"),
@@ -294,19 +283,8 @@ impl Validate for Inventory {
         let mut ports = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let key = format!("service[{i}]");
-            p.check(
-                is_identifier(&s.name),
-                format!("{key}.name"),
-                format!(
-                    "expected 1 to 32 characters of [A-Za-z0-9_-], got {:?}",
-                    s.name
-                ),
-            );
-            p.check(
-                names.insert(s.name.as_str()),
-                format!("{key}.name"),
-                format!("expected a unique service name, `{}` is used twice", s.name),
-            );
+            p.check_name(format!("{key}.name"), &s.name);
+            p.check_unique(&mut names, format!("{key}.name"), "service name", &s.name);
             p.check(
                 s.port != 0,
                 format!("{key}.port"),
@@ -418,12 +396,6 @@ impl Validate for Inventory {
             );
         }
     }
-}
-
-fn is_identifier(s: &str) -> bool {
-    (1..=32).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
