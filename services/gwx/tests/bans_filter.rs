@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use chrono::{DateTime, TimeZone, Utc};
 use gwx::bans::filter::{Filter, FilterError, Host, Matcher, Outcome};
@@ -392,15 +392,20 @@ fn sample_logs_agree_with_fail2ban() {
     );
 }
 
-/// `fail2ban-regex -r -o '<ip>|<msg>'`: the host of each line it reports, by the
-/// `line-N` marker each generated line carries.
-fn fail2ban_regex_hosts(log: &Path, filter: &Path) -> HashMap<usize, String> {
-    let out = Command::new("fail2ban-regex")
-        .args(["-r", "-o", "<ip>|<msg>"])
+/// Runs `fail2ban-regex ARGS LOG FILTER`.
+fn fail2ban_regex(args: &[&str], log: &Path, filter: &Path) -> Output {
+    Command::new("fail2ban-regex")
+        .args(args)
         .arg(log)
         .arg(filter)
         .output()
-        .expect("fail2ban-regex runs");
+        .expect("fail2ban-regex runs")
+}
+
+/// `fail2ban-regex -r -o '<ip>|<msg>'`: the host of each line it reports, by the
+/// `line-N` marker each generated line carries.
+fn fail2ban_regex_hosts(log: &Path, filter: &Path) -> HashMap<usize, String> {
+    let out = fail2ban_regex(&["-r", "-o", "<ip>|<msg>"], log, filter);
     assert!(
         out.status.success(),
         "{}",
@@ -602,11 +607,7 @@ fn throughput() {
     std::fs::write(&log, lines.join("\n") + "\n").unwrap();
     let filter_path = data_dir().join("filter.d/wordpress.conf");
 
-    let out = Command::new("fail2ban-regex")
-        .arg(&log)
-        .arg(&filter_path)
-        .output()
-        .unwrap();
+    let out = fail2ban_regex(&[], &log, &filter_path);
     let text = String::from_utf8_lossy(&out.stdout);
     let secs: f64 = regex::Regex::new(r"\[processed in ([0-9.]+) sec\]")
         .unwrap()
@@ -645,11 +646,7 @@ fn throughput() {
     // sshd (22 regexes, two of them needing backtracking) on fail2ban's sshd sample.
     let sample = Path::new(F2B_TESTS).join("files/logs/sshd");
     let sshd = Path::new(FILTER_DIR).join("sshd.conf");
-    let out = Command::new("fail2ban-regex")
-        .arg(&sample)
-        .arg(&sshd)
-        .output()
-        .unwrap();
+    let out = fail2ban_regex(&[], &sample, &sshd);
     let text = String::from_utf8_lossy(&out.stdout);
     let re = regex::Regex::new(r"Lines: (\d+) lines[\s\S]*\[processed in ([0-9.]+) sec\]").unwrap();
     let c = re.captures(&text).expect("fail2ban-regex summary");

@@ -5,13 +5,16 @@
 //! Timeouts here only keep a broken follower from hanging the test; nothing asserts
 //! how fast a line arrives.
 
-use std::fs::{self, File, OpenOptions};
+mod common;
+
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use common::logfile::{append, log_file, truncate};
 use gwx::bans::follow::{
     self, FileOptions, FilePosition, Handle, JournalOptions, LogLine, Position, SourceSpec,
 };
@@ -65,6 +68,17 @@ async fn stop(
     (position.get(), rest)
 }
 
+/// [`stop`], checking the channel held nothing more; returns the position to save.
+async fn stop_drained(
+    follow: Handle,
+    token: CancellationToken,
+    rx: mpsc::Receiver<LogLine>,
+) -> Option<FilePosition> {
+    let (position, rest) = stop(follow, token, rx).await;
+    assert!(rest.is_empty(), "nothing else: {rest:?}");
+    position
+}
+
 fn file_source(
     options: FileOptions,
     capacity: usize,
@@ -75,14 +89,30 @@ fn file_source(
     (follow, token, rx)
 }
 
-fn append(path: &Path, data: &str) {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(data.as_bytes())
-        .unwrap();
+/// [`file_source`], once it has opened the file.
+async fn opened_source(
+    options: FileOptions,
+    capacity: usize,
+) -> (Handle, CancellationToken, mpsc::Receiver<LogLine>) {
+    let (follow, token, rx) = file_source(options, capacity);
+    opened(&follow).await;
+    (follow, token, rx)
+}
+
+/// From the start of the file rather than its end.
+fn from_start(log: &Path) -> FileOptions {
+    FileOptions {
+        from_start: true,
+        ..FileOptions::new(log)
+    }
+}
+
+/// Resuming at `resume`.
+fn resume(log: &Path, resume: Option<FilePosition>) -> FileOptions {
+    FileOptions {
+        resume,
+        ..FileOptions::new(log)
+    }
 }
 
 fn line(i: usize) -> String {
@@ -99,13 +129,15 @@ fn expected(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
     range.map(line).collect()
 }
 
+/// The lines of `range` as written to the log, each ending in a newline.
+fn written(range: std::ops::RangeInclusive<usize>) -> String {
+    range.map(|i| format!("{}\n", line(i))).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_written_in_pieces_arrive_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    append(&log, "old line, before the follower started\n");
-    let (follow, token, mut rx) = file_source(FileOptions::new(&log), 16);
-    opened(&follow).await;
+    let (_dir, log) = log_file("auth.log", "old line, before the follower started\n");
+    let (follow, token, mut rx) = opened_source(FileOptions::new(&log), 16).await;
 
     let mut writer = OpenOptions::new().append(true).open(&log).unwrap();
     for piece in [
@@ -124,8 +156,7 @@ async fn lines_written_in_pieces_arrive_whole() {
             "Jun 10 06:13:21 gw1 sshd[1]: next"
         ]
     );
-    let (position, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty(), "nothing else: {rest:?}");
+    let position = stop_drained(follow, token, rx).await;
     assert_eq!(position.unwrap().offset, fs::metadata(&log).unwrap().len());
 }
 
@@ -198,8 +229,7 @@ fn rotating_writer(
 async fn follow_through_rotations(options: FileOptions, n: usize, every: usize) {
     let log = options.path.clone();
     append(&log, "");
-    let (follow, token, mut rx) = file_source(options, 64);
-    opened(&follow).await;
+    let (follow, token, mut rx) = opened_source(options, 64).await;
     let writer = rotating_writer(log, n, every, follow.position());
     let lines = take(&mut rx, n).await;
     let rotations = writer.join().unwrap();
@@ -210,8 +240,7 @@ async fn follow_through_rotations(options: FileOptions, n: usize, every: usize) 
         panic!("lines differ, first at index {first_bad:?}");
     }
     assert_eq!(follow.stats().rotations.load(Relaxed), rotations as u64);
-    let (_, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty(), "nothing else: {rest:?}");
+    stop_drained(follow, token, rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,43 +261,26 @@ async fn polling_alone_follows_rotations_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copytruncate_restarts_at_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
-    let (follow, token, mut rx) = file_source(FileOptions::new(&log), 16);
-    opened(&follow).await;
+    let (dir, log) = log_file("app.log", "");
+    let (follow, token, mut rx) = opened_source(FileOptions::new(&log), 16).await;
     // The daemon keeps its file open with O_APPEND, as syslog daemons do.
     let mut writer = OpenOptions::new().append(true).open(&log).unwrap();
-    let write = |writer: &mut File, range: std::ops::RangeInclusive<usize>| {
-        let text: String = range.map(|i| format!("{}\n", line(i))).collect();
-        writer.write_all(text.as_bytes()).unwrap();
-    };
-    write(&mut writer, 1..=50);
+    let mut write = |range| writer.write_all(written(range).as_bytes()).unwrap();
+    write(1..=50);
     assert_eq!(take(&mut rx, 50).await, expected(1..=50));
 
     // copytruncate, then more than before: the file is soon longer than our offset.
     fs::copy(&log, dir.path().join("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    write(&mut writer, 51..=200);
+    truncate(&log);
+    write(51..=200);
     assert_eq!(take(&mut rx, 150).await, expected(51..=200));
 
     // And again, then less than before.
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    write(&mut writer, 201..=205);
+    truncate(&log);
+    write(201..=205);
     assert_eq!(take(&mut rx, 5).await, expected(201..=205));
     assert_eq!(follow.stats().truncations.load(Relaxed), 2);
-    let (position, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty(), "nothing else: {rest:?}");
+    let position = stop_drained(follow, token, rx).await;
     assert_eq!(position.unwrap().offset, fs::metadata(&log).unwrap().len());
 }
 
@@ -286,102 +298,60 @@ async fn a_file_created_after_the_start_is_read_from_its_start() {
     let follow = follow::start(spec, tx, token.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(follow.position().get().is_none());
-    append(&log, &format!("{}\n{}\n", line(1), line(2)));
+    append(&log, written(1..=2));
     assert_eq!(take(&mut rx, 2).await, expected(1..=2));
     opened(&follow).await;
-    let (_, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty());
+    stop_drained(follow, token, rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_where_the_last_run_stopped() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    append(&log, &format!("{}\n{}\n{}\n", line(1), line(2), line(3)));
-    let mut options = FileOptions::new(&log);
-    options.from_start = true;
-    let (follow, token, mut rx) = file_source(options, 16);
+    let (dir, log) = log_file("auth.log", written(1..=3));
+    let (follow, token, mut rx) = file_source(from_start(&log), 16);
     assert_eq!(take(&mut rx, 3).await, expected(1..=3));
-    let (saved, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty());
+    let saved = stop_drained(follow, token, rx).await;
     // Through the state file.
     let saved: FilePosition =
         serde_json::from_str(&serde_json::to_string(&saved.unwrap()).unwrap()).unwrap();
 
     // Written while gwx was down: read once, after the restart.
-    append(&log, &format!("{}\n{}\n", line(4), line(5)));
-    let mut options = FileOptions::new(&log);
-    options.resume = Some(saved);
-    let (follow, token, mut rx) = file_source(options, 16);
+    append(&log, written(4..=5));
+    let (follow, token, mut rx) = file_source(resume(&log, Some(saved)), 16);
     assert_eq!(take(&mut rx, 2).await, expected(4..=5));
-    append(&log, &format!("{}\n", line(6)));
+    append(&log, written(6..=6));
     assert_eq!(next(&mut rx).await, line(6));
-    let (saved, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty());
+    let saved = stop_drained(follow, token, rx).await;
 
     // Rotated while down: the rest of the rotated file, then the new one.
-    append(&log, &format!("{}\n", line(7)));
+    append(&log, written(7..=7));
     fs::rename(&log, dir.path().join("auth.log.1")).unwrap();
-    append(&log, &format!("{}\n", line(8)));
-    let (follow, token, mut rx) = file_source(
-        FileOptions {
-            resume: saved,
-            ..FileOptions::new(&log)
-        },
-        16,
-    );
+    append(&log, written(8..=8));
+    let (follow, token, mut rx) = file_source(resume(&log, saved), 16);
     assert_eq!(take(&mut rx, 2).await, expected(7..=8));
-    let (saved, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty());
+    let saved = stop_drained(follow, token, rx).await;
 
     // Replaced by a different file while down: the new one from its start.
     fs::remove_file(&log).unwrap();
-    append(&log, &format!("{}\n", line(9)));
-    let (follow, token, mut rx) = file_source(
-        FileOptions {
-            resume: saved,
-            ..FileOptions::new(&log)
-        },
-        16,
-    );
+    append(&log, written(9..=9));
+    let (follow, token, mut rx) = file_source(resume(&log, saved), 16);
     assert_eq!(next(&mut rx).await, line(9));
-    let (_, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty());
+    stop_drained(follow, token, rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_slows_the_follower_without_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("big.log");
     let n = 30_000;
-    append(
-        &log,
-        &(1..=n)
-            .map(|i| format!("{}\n", line(i)))
-            .collect::<String>(),
-    );
-    let mut options = FileOptions::new(&log);
-    options.from_start = true;
-    let (follow, token, mut rx) = file_source(options, 1);
+    let (_dir, log) = log_file("big.log", written(1..=n));
+    let (follow, token, mut rx) = file_source(from_start(&log), 1);
     let lines = take(&mut rx, n).await;
     assert!(lines == expected(1..=n), "all lines, in order");
-    let (_, rest) = stop(follow, token, rx).await;
-    assert!(rest.is_empty());
+    stop_drained(follow, token, rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_ends_a_follower_blocked_on_a_full_channel() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("big.log");
-    append(
-        &log,
-        &(1..=100)
-            .map(|i| format!("{}\n", line(i)))
-            .collect::<String>(),
-    );
-    let mut options = FileOptions::new(&log);
-    options.from_start = true;
-    let (follow, token, mut rx) = file_source(options, 1);
+    let (_dir, log) = log_file("big.log", written(1..=100));
+    let (follow, token, mut rx) = file_source(from_start(&log), 1);
     assert_eq!(next(&mut rx).await, line(1));
     let (position, rest) = stop(follow, token, rx).await;
     // The saved position is just past the last line the channel took.
@@ -393,11 +363,8 @@ async fn a_stop_ends_a_follower_blocked_on_a_full_channel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_receiver_ends_the_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
-    let (follow, _token, rx) = file_source(FileOptions::new(&log), 1);
-    opened(&follow).await;
+    let (_dir, log) = log_file("app.log", "");
+    let (follow, _token, rx) = opened_source(FileOptions::new(&log), 1).await;
     drop(rx);
     tokio::time::timeout(PATIENCE, follow.join())
         .await

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod logfile;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

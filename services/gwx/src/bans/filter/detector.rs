@@ -109,23 +109,11 @@ fn date_is_whole(root: &Node) -> bool {
             }
         )
     };
-    let zero_width = |n: &Node| {
-        matches!(
-            n,
-            Node::Empty
-                | Node::Look { .. }
-                | Node::LineStart { .. }
-                | Node::LineEnd { .. }
-                | Node::TextStart
-                | Node::TextEnd
-                | Node::WordBoundary { .. }
-        )
-    };
     match root {
         n if is_group1(n) => true,
         Node::Concat(v) => {
             v.iter().filter(|n| is_group1(n)).count() == 1
-                && v.iter().all(|n| is_group1(n) || zero_width(n))
+                && v.iter().all(|n| is_group1(n) || n.is_zero_width())
         }
         _ => false,
     }
@@ -137,12 +125,8 @@ fn date_is_whole(root: &Node) -> bool {
 fn fields_regex(tree: &pyregex::Parsed) -> Result<Option<FieldsRegex>, PatternError> {
     fn has_assertion(n: &Node) -> bool {
         match n {
-            Node::WordBoundary { .. }
-            | Node::LineStart { .. }
-            | Node::LineEnd { .. }
-            | Node::TextStart
-            | Node::TextEnd
-            | Node::Look { .. }
+            n if n.is_anchor() => true,
+            Node::Look { .. }
             | Node::Backref { .. }
             | Node::Conditional { .. }
             | Node::Atomic(_) => true,
@@ -446,7 +430,7 @@ impl Detector {
         {
             return m.time;
         }
-        let time = self.read_time(line, hit, cache, now);
+        let time = Self::read_time(t, line, text, hit, cache, now);
         match &mut cache.memo {
             Some(m) => {
                 m.template = hit.template;
@@ -467,15 +451,15 @@ impl Detector {
         time
     }
 
+    /// The time of `date`, the text `hit` found in `line` with template `t`.
     fn read_time(
-        &self,
+        t: &Template,
         line: &str,
+        date: &str,
         hit: &Hit,
         cache: &mut DateCache,
         now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let t = &self.templates[hit.template];
-        let date = &line[hit.start..hit.end];
         match t.spec.value {
             Value::Nothing => return None,
             Value::Epoch { group: 1, long } => return strptime::epoch_to_time(date, long),

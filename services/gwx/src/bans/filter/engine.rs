@@ -119,6 +119,23 @@ impl Slots {
     }
 }
 
+/// The index of the group named `name` in `re`.
+fn index_of(re: &regex::Regex, name: &str) -> Option<usize> {
+    re.capture_names().position(|n| n == Some(name))
+}
+
+/// Python group number -> indices in `re` of that group and of its copies (`__v1`, ...);
+/// `groups` are the Python groups' names (index 0 is group 1).
+fn group_index(re: &regex::Regex, groups: &[Option<String>]) -> Vec<Vec<usize>> {
+    let mut index = vec![vec![0]];
+    for (i, name) in groups.iter().enumerate() {
+        let base = translate::group_name("", i + 1, name.as_deref());
+        let copies = (1..).map_while(|n| index_of(re, &format!("{base}__v{n}")));
+        index.push(index_of(re, &base).into_iter().chain(copies).collect());
+    }
+    index
+}
+
 /// Builds a `regex::Regex` with our limits.
 pub(crate) fn build_regex(text: &str) -> Result<regex::Regex, PatternError> {
     regex::RegexBuilder::new(text)
@@ -175,13 +192,7 @@ impl Compiled {
             let fancy_text = translate::write(&parsed, Target::Fancy, ctx, "")?.text;
             Some(build_fancy(&fancy_text)?)
         };
-        let index_of = |name: &str| fast.capture_names().position(|n| n == Some(name));
-        let mut fast_index = vec![vec![0]];
-        for (i, name) in parsed.groups.iter().enumerate() {
-            let base = translate::group_name("", i + 1, name.as_deref());
-            let copies = (1..).map_while(|n| index_of(&format!("{base}__v{n}")));
-            fast_index.push(index_of(&base).into_iter().chain(copies).collect());
-        }
+        let fast_index = group_index(&fast, &parsed.groups);
         let literal = pyregex::required_literal(&parsed.root);
         let literal = if literal.len() >= 2 {
             Some(build_regex(&regex::escape(&literal))?)
@@ -195,7 +206,7 @@ impl Compiled {
         };
         let checks = backrefs
             .iter()
-            .filter_map(|(group, copy, ci)| index_of(copy).map(|c| (*group, c, *ci)))
+            .filter_map(|(group, copy, ci)| index_of(&fast, copy).map(|c| (*group, c, *ci)))
             .collect();
         Ok(Compiled {
             inner: Arc::new(Inner {
@@ -443,13 +454,7 @@ fn split(tree: &Parsed, ctx: Context) -> Result<Option<Split>, PatternError> {
     };
     let prefix =
         build_regex(&translate::write(&part(&items[..cut]), Target::Exact, ctx, "")?.text)?;
-    let index_of = |name: &str| prefix.capture_names().position(|n| n == Some(name));
-    let mut index = vec![vec![0]];
-    for (i, name) in tree.groups.iter().enumerate() {
-        let base = translate::group_name("", i + 1, name.as_deref());
-        let copies = (1..).map_while(|n| index_of(&format!("{base}__v{n}")));
-        index.push(index_of(&base).into_iter().chain(copies).collect());
-    }
+    let index = group_index(&prefix, &tree.groups);
     Ok(Some(Split {
         prefix,
         suffix,

@@ -114,6 +114,26 @@ pub(crate) enum Node {
     },
 }
 
+impl Node {
+    /// `^`, `$`, `\A`, `\Z`, `\b`, `\B`: what Python calls an anchor, which nothing
+    /// may repeat.
+    pub(crate) fn is_anchor(&self) -> bool {
+        matches!(
+            self,
+            Node::LineStart { .. }
+                | Node::LineEnd { .. }
+                | Node::TextStart
+                | Node::TextEnd
+                | Node::WordBoundary { .. }
+        )
+    }
+
+    /// Matches no text: the empty pattern, anchors, lookarounds.
+    pub(crate) fn is_zero_width(&self) -> bool {
+        matches!(self, Node::Empty | Node::Look { .. }) || self.is_anchor()
+    }
+}
+
 /// A parsed pattern: its tree and its capture groups (index 0 is group 1).
 #[derive(Debug, Clone)]
 pub(crate) struct Parsed {
@@ -306,14 +326,7 @@ impl Parser {
                 let Some(last) = items.pop() else {
                     return Err(self.invalid("nothing to repeat"));
                 };
-                if matches!(
-                    last,
-                    Node::LineStart { .. }
-                        | Node::LineEnd { .. }
-                        | Node::TextStart
-                        | Node::TextEnd
-                        | Node::WordBoundary { .. }
-                ) {
+                if last.is_anchor() {
                     return Err(self.invalid("nothing to repeat"));
                 }
                 if matches!(last, Node::Repeat { .. }) {
@@ -473,29 +486,24 @@ impl Parser {
             }
             return Err(self.invalid("missing ), unterminated comment"));
         }
-        if self.eat('=') || self.eat('!') {
+        let ahead = if self.eat('=') || self.eat('!') {
+            Some(true)
+        } else if self.eat_str("<=") || self.eat_str("<!") {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(ahead) = ahead {
             let negated = self.chars[self.pos - 1] == '!';
-            let child = self.alternation(f, depth + 1)?;
-            self.close()?;
+            let child = self.group_rest(f, depth)?;
             return Ok(Some(Node::Look {
-                ahead: true,
-                negated,
-                child: Box::new(child),
-            }));
-        }
-        if self.eat_str("<=") || self.eat_str("<!") {
-            let negated = self.chars[self.pos - 1] == '!';
-            let child = self.alternation(f, depth + 1)?;
-            self.close()?;
-            return Ok(Some(Node::Look {
-                ahead: false,
+                ahead,
                 negated,
                 child: Box::new(child),
             }));
         }
         if self.eat('>') {
-            let child = self.alternation(f, depth + 1)?;
-            self.close()?;
+            let child = self.group_rest(f, depth)?;
             return Ok(Some(Node::Atomic(Box::new(child))));
         }
         if self.eat('(') {
@@ -512,8 +520,7 @@ impl Parser {
                 Ok(_) => return Err(self.invalid("invalid group reference in conditional")),
                 Err(_) => self.lookup_group(&reference)?,
             };
-            let body = self.alternation(f, depth + 1)?;
-            self.close()?;
+            let body = self.group_rest(f, depth)?;
             let (yes, no) = match body {
                 Node::Alt(mut v) if v.len() == 2 => {
                     let no = v.pop().unwrap_or(Node::Empty);
@@ -581,8 +588,7 @@ impl Parser {
         if let Some((i, _)) = &capture {
             self.open.push(*i);
         }
-        let child = self.alternation(flags, depth + 1)?;
-        self.close()?;
+        let child = self.group_rest(flags, depth)?;
         if capture.is_some() {
             self.open.pop();
         }
@@ -590,6 +596,13 @@ impl Parser {
             capture,
             child: Box::new(child),
         })
+    }
+
+    /// What a group holds, up to and including its `)`.
+    fn group_rest(&mut self, flags: Flags, depth: usize) -> Result<Node, PatternError> {
+        let child = self.alternation(flags, depth + 1)?;
+        self.close()?;
+        Ok(child)
     }
 
     fn close(&mut self) -> Result<(), PatternError> {
@@ -692,6 +705,21 @@ impl Parser {
     }
 
     /// Escapes that stand for one character (shared by classes and the top level).
+    /// An octal escape whose first digit was `first`: up to two more digits follow.
+    fn octal(&mut self, first: u32) -> char {
+        let mut v = first;
+        for _ in 0..2 {
+            match self.peek().and_then(|d| d.to_digit(8)) {
+                Some(d) => {
+                    v = v * 8 + d;
+                    self.pos += 1;
+                }
+                None => break,
+            }
+        }
+        char::from_u32(v).unwrap_or('\0')
+    }
+
     fn char_escape(&mut self, c: char) -> Result<char, PatternError> {
         Ok(match c {
             'a' => '\x07',
@@ -700,19 +728,7 @@ impl Parser {
             'r' => '\r',
             't' => '\t',
             'v' => '\x0b',
-            '0' => {
-                let mut v = 0u32;
-                for _ in 0..2 {
-                    match self.peek().and_then(|d| d.to_digit(8)) {
-                        Some(d) => {
-                            v = v * 8 + d;
-                            self.pos += 1;
-                        }
-                        None => break,
-                    }
-                }
-                char::from_u32(v).unwrap_or('\0')
-            }
+            '0' => self.octal(0),
             'x' => self.hex(2)?,
             'u' => self.hex(4)?,
             'U' => self.hex(8)?,
@@ -771,19 +787,7 @@ impl Parser {
                         negated: e.is_ascii_uppercase(),
                     },
                     'b' => ClassItem::Char('\x08'),
-                    '1'..='7' => {
-                        let mut v = e.to_digit(8).unwrap_or(0);
-                        for _ in 0..2 {
-                            match self.peek().and_then(|d| d.to_digit(8)) {
-                                Some(d) => {
-                                    v = v * 8 + d;
-                                    self.pos += 1;
-                                }
-                                None => break,
-                            }
-                        }
-                        ClassItem::Char(char::from_u32(v).unwrap_or('\0'))
-                    }
+                    '1'..='7' => ClassItem::Char(self.octal(e.to_digit(8).unwrap_or(0))),
                     e => ClassItem::Char(self.char_escape(e)?),
                 }
             } else {
@@ -956,13 +960,7 @@ pub(crate) fn required_literal(root: &Node) -> String {
             Node::Repeat {
                 child, min, max, ..
             } if *min == 1 && *max == Some(1) => walk(child, run, best),
-            Node::Empty
-            | Node::LineStart { .. }
-            | Node::LineEnd { .. }
-            | Node::TextStart
-            | Node::TextEnd
-            | Node::WordBoundary { .. }
-            | Node::Look { .. } => {}
+            n if n.is_zero_width() => {}
             _ => flush(run, best),
         }
     }

@@ -34,6 +34,15 @@ fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The failure `o` reports; panics on any other outcome.
+#[track_caller]
+fn failure(o: Outcome) -> Failure {
+    match o {
+        Outcome::Failure(f) => f,
+        other => panic!("not a failure: {other:?}"),
+    }
+}
+
 fn host(o: &Outcome) -> Option<String> {
     match o {
         Outcome::Failure(f) => Some(f.host.to_string()),
@@ -68,17 +77,14 @@ fn includes_local_known_and_jail_options() {
     assert_eq!(f.failregex_count(), 2);
     assert_eq!(f.journalmatch(), Some("_SYSTEMD_UNIT=svc.service"));
     let mut m = f.matcher();
-    let o = m.match_line(
+    let found = failure(m.match_line(
         "Nov 21 10:00:00 gw svc[12]: bad password for bob from 192.0.2.1",
         now(),
-    );
-    let Outcome::Failure(failure) = o else {
-        panic!("{o:?}")
-    };
-    assert_eq!(failure.host, Host::Ip("192.0.2.1".parse().unwrap()));
-    assert_eq!(failure.user.as_deref(), Some("bob"));
-    assert_eq!(failure.failregex, 0);
-    assert_eq!(failure.time.to_rfc3339(), "2026-11-21T10:00:00+00:00");
+    ));
+    assert_eq!(found.host, Host::Ip("192.0.2.1".parse().unwrap()));
+    assert_eq!(found.user.as_deref(), Some("bob"));
+    assert_eq!(found.failregex, 0);
+    assert_eq!(found.time.to_rfc3339(), "2026-11-21T10:00:00+00:00");
     assert_eq!(
         host(&m.match_line("Nov 21 10:00:01 gw svc[12]: banned 192.0.2.3", now())),
         Some("192.0.2.3".into())
@@ -187,15 +193,12 @@ fn prefregex_content_and_ignoreregex() {
     )]);
     let f = Filter::load(&path(&d, "web.conf"), &[]).unwrap();
     let mut m = f.matcher();
-    let o = m.match_line(
+    let found = failure(m.match_line(
         "[client 198.51.100.4] user alice: authentication failure for /",
         now(),
-    );
-    let Outcome::Failure(failure) = o else {
-        panic!("{o:?}")
-    };
+    ));
     assert_eq!(
-        (failure.host.to_string(), failure.user),
+        (found.host.to_string(), found.user),
         ("198.51.100.4".into(), Some("alice".into()))
     );
     let line = "[client 198.51.100.4] user monitor: authentication failure for /";
@@ -316,24 +319,16 @@ fn dates_and_journal_messages() {
     let mut m = f.matcher();
     let line =
         r#"2001:db8::5 - - [21/Nov/2026:11:00:00 +0100] "POST /wp-login.php HTTP/1.1" 200 1"#;
-    let Outcome::Failure(failure) = m.match_line(line, now()) else {
-        panic!()
-    };
-    assert_eq!(failure.host.to_string(), "2001:db8::5");
-    assert_eq!(failure.time.to_rfc3339(), "2026-11-21T10:00:00+00:00");
+    let found = failure(m.match_line(line, now()));
+    assert_eq!(found.host.to_string(), "2001:db8::5");
+    assert_eq!(found.time.to_rfc3339(), "2026-11-21T10:00:00+00:00");
     // No date: the line's time is `now`.
-    let Outcome::Failure(failure) = m.match_line(r#"192.0.2.1 - "POST /wp-login.php"#, now())
-    else {
-        panic!()
-    };
-    assert_eq!(failure.time, now());
+    let found = failure(m.match_line(r#"192.0.2.1 - "POST /wp-login.php"#, now()));
+    assert_eq!(found.time, now());
     let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
-    let Outcome::Failure(failure) = m.match_message(r#"192.0.2.1 - - "POST /wp-login.php"#, t)
-    else {
-        panic!()
-    };
+    let found = failure(m.match_message(r#"192.0.2.1 - - "POST /wp-login.php"#, t));
     assert_eq!(
-        (failure.host.to_string(), failure.time),
+        (found.host.to_string(), found.time),
         ("192.0.2.1".into(), t)
     );
 }

@@ -214,6 +214,14 @@ impl Writer<'_> {
         ))
     }
 
+    /// `open`, then `child`, then `)`.
+    fn wrapped(&mut self, open: &str, child: &Node, capture: bool) -> Result<(), PatternError> {
+        self.out.push_str(open);
+        self.node(child, capture)?;
+        self.out.push(')');
+        Ok(())
+    }
+
     /// `capture`: write capturing groups as capturing (false inside relaxed copies).
     fn node(&mut self, n: &Node, capture: bool) -> Result<(), PatternError> {
         match n {
@@ -221,10 +229,10 @@ impl Writer<'_> {
             Node::Literal { c, ci } => {
                 if *ci && has_case(*c) {
                     self.out.push_str("(?i:");
-                    push_literal(&mut self.out, *c);
+                    push_char(&mut self.out, *c);
                     self.out.push(')');
                 } else {
-                    push_literal(&mut self.out, *c);
+                    push_char(&mut self.out, *c);
                 }
             }
             Node::Any { dotall } => self.out.push_str(if *dotall { "(?s:.)" } else { "." }),
@@ -243,11 +251,11 @@ impl Writer<'_> {
                 }
                 for item in items {
                     match item {
-                        ClassItem::Char(c) => push_class_char(&mut self.out, *c),
+                        ClassItem::Char(c) => push_char(&mut self.out, *c),
                         ClassItem::Range(a, b) => {
-                            push_class_char(&mut self.out, *a);
+                            push_char(&mut self.out, *a);
                             self.out.push('-');
-                            push_class_char(&mut self.out, *b);
+                            push_char(&mut self.out, *b);
                         }
                         ClassItem::Perl { kind, negated } => {
                             self.out.push_str(&perl(*kind, *negated, *ascii, true));
@@ -291,22 +299,18 @@ impl Writer<'_> {
             Node::Group {
                 capture: cap,
                 child,
-            } => {
-                match cap {
-                    Some((index, name)) if capture => {
-                        let copy = self.seen.entry(*index).or_insert(0);
-                        let mut name = group_name(self.prefix, *index, name.as_deref());
-                        if *copy > 0 {
-                            let _ = write!(name, "__v{copy}");
-                        }
-                        *copy += 1;
-                        let _ = write!(self.out, "(?P<{name}>");
+            } => match cap {
+                Some((index, name)) if capture => {
+                    let copy = self.seen.entry(*index).or_insert(0);
+                    let mut name = group_name(self.prefix, *index, name.as_deref());
+                    if *copy > 0 {
+                        let _ = write!(name, "__v{copy}");
                     }
-                    _ => self.out.push_str("(?:"),
+                    *copy += 1;
+                    self.wrapped(&format!("(?P<{name}>"), child, capture)?;
                 }
-                self.node(child, capture)?;
-                self.out.push(')');
-            }
+                _ => self.wrapped("(?:", child, capture)?,
+            },
             Node::Look {
                 ahead,
                 negated,
@@ -326,20 +330,17 @@ impl Writer<'_> {
                             (false, false) => "(?<=",
                             (false, true) => "(?<!",
                         };
-                        self.out.push_str(op);
-                        self.node(child, capture)?;
-                        self.out.push(')');
+                        self.wrapped(op, child, capture)?;
                     }
                 }
             }
             Node::Atomic(child) => {
-                match self.target {
-                    Target::Fancy => self.out.push_str("(?>"),
-                    Target::Relaxed => self.out.push_str("(?:"),
+                let open = match self.target {
+                    Target::Fancy => "(?>",
+                    Target::Relaxed => "(?:",
                     Target::Exact => return Err(self.unsupported_exact("an atomic group")),
-                }
-                self.node(child, capture)?;
-                self.out.push(')');
+                };
+                self.wrapped(open, child, capture)?;
             }
             Node::Repeat {
                 child,
@@ -358,9 +359,7 @@ impl Writer<'_> {
                 if is_atom(child) {
                     self.node(child, capture)?;
                 } else {
-                    self.out.push_str("(?:");
-                    self.node(child, capture)?;
-                    self.out.push(')');
+                    self.wrapped("(?:", child, capture)?;
                 }
                 match (min, max) {
                     (0, None) => self.out.push('*'),
@@ -459,27 +458,10 @@ fn has_case(c: char) -> bool {
     c.to_lowercase().ne(c.to_uppercase())
 }
 
-/// A literal character outside a class, escaped so neither engine reads it as syntax.
-fn push_literal(out: &mut String, c: char) {
-    if c.is_ascii_alphanumeric()
-        || c == '_'
-        || c == ' '
-        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
-    {
-        out.push(c);
-    } else if c.is_ascii_punctuation() {
-        if is_meta(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    } else {
-        let _ = write!(out, "\\x{{{:X}}}", c as u32);
-    }
-}
-
-/// A character inside a class: everything that could be class syntax in Rust
-/// (`[`, `]`, `\`, `^`, `-`, `&`, `~`) is escaped; Python means all of them literally.
-fn push_class_char(out: &mut String, c: char) {
+/// A literal character, inside or outside a class, escaped so neither engine reads it
+/// as syntax: everything that could be syntax in Rust (in a class also `[`, `]`, `\`,
+/// `^`, `-`, `&`, `~`) is escaped; Python means all of them literally.
+fn push_char(out: &mut String, c: char) {
     if c.is_ascii_alphanumeric()
         || c == '_'
         || c == ' '

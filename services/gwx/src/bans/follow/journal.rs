@@ -85,42 +85,31 @@ impl JournalOptions {
 /// The fields fail2ban's systemd backend reads. `Some(Value::Null)` is a field present
 /// as `null` (too large), `None` one absent.
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 struct Entry {
-    #[serde(rename = "__CURSOR", default, deserialize_with = "present")]
+    #[serde(rename = "__CURSOR", deserialize_with = "present")]
     cursor: Option<Value>,
-    #[serde(rename = "__REALTIME_TIMESTAMP", default, deserialize_with = "present")]
+    #[serde(rename = "__REALTIME_TIMESTAMP", deserialize_with = "present")]
     realtime: Option<Value>,
-    #[serde(
-        rename = "_SOURCE_REALTIME_TIMESTAMP",
-        default,
-        deserialize_with = "present"
-    )]
+    #[serde(rename = "_SOURCE_REALTIME_TIMESTAMP", deserialize_with = "present")]
     source_realtime: Option<Value>,
-    #[serde(
-        rename = "__MONOTONIC_TIMESTAMP",
-        default,
-        deserialize_with = "present"
-    )]
+    #[serde(rename = "__MONOTONIC_TIMESTAMP", deserialize_with = "present")]
     monotonic: Option<Value>,
-    #[serde(
-        rename = "_SOURCE_MONOTONIC_TIMESTAMP",
-        default,
-        deserialize_with = "present"
-    )]
+    #[serde(rename = "_SOURCE_MONOTONIC_TIMESTAMP", deserialize_with = "present")]
     source_monotonic: Option<Value>,
-    #[serde(rename = "_HOSTNAME", default, deserialize_with = "present")]
+    #[serde(rename = "_HOSTNAME", deserialize_with = "present")]
     hostname: Option<Value>,
-    #[serde(rename = "SYSLOG_IDENTIFIER", default, deserialize_with = "present")]
+    #[serde(rename = "SYSLOG_IDENTIFIER", deserialize_with = "present")]
     identifier: Option<Value>,
-    #[serde(rename = "_COMM", default, deserialize_with = "present")]
+    #[serde(rename = "_COMM", deserialize_with = "present")]
     comm: Option<Value>,
-    #[serde(rename = "SYSLOG_PID", default, deserialize_with = "present")]
+    #[serde(rename = "SYSLOG_PID", deserialize_with = "present")]
     syslog_pid: Option<Value>,
-    #[serde(rename = "_PID", default, deserialize_with = "present")]
+    #[serde(rename = "_PID", deserialize_with = "present")]
     pid: Option<Value>,
-    #[serde(rename = "MESSAGE", default, deserialize_with = "present")]
+    #[serde(rename = "MESSAGE", deserialize_with = "present")]
     message: Option<Value>,
-    #[serde(rename = "_SYSTEMD_UNIT", default, deserialize_with = "present")]
+    #[serde(rename = "_SYSTEMD_UNIT", deserialize_with = "present")]
     unit: Option<Value>,
 }
 

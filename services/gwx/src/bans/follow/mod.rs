@@ -117,6 +117,24 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// Starts the task `spawn` makes, giving it the sender of the position and the
+    /// counters.
+    fn start(
+        spawn: impl FnOnce(
+            watch::Sender<Option<FilePosition>>,
+            Arc<FollowStats>,
+        ) -> JoinHandle<anyhow::Result<()>>,
+    ) -> Handle {
+        let (position_tx, position) = watch::channel(None);
+        let stats = Arc::new(FollowStats::default());
+        let task = spawn(position_tx, stats.clone());
+        Handle {
+            task,
+            position: Position(position),
+            stats,
+        }
+    }
+
     /// Where a file source stands, shared: see [`Position`].
     pub fn position(&self) -> Position {
         self.position.clone()
@@ -208,14 +226,7 @@ pub fn start_file(
     tx: mpsc::Sender<LogLine>,
     stop: CancellationToken,
 ) -> Handle {
-    let (position_tx, position) = watch::channel(None);
-    let stats = Arc::new(FollowStats::default());
-    let task = file::spawn(options, tx, stop, position_tx, stats.clone());
-    Handle {
-        task,
-        position: Position(position),
-        stats,
-    }
+    Handle::start(|position, stats| file::spawn(options, tx, stop, position, stats))
 }
 
 /// Reads the journal with explicit options (restart delays, entry limit).
@@ -224,12 +235,5 @@ pub fn start_journal(
     tx: mpsc::Sender<LogLine>,
     stop: CancellationToken,
 ) -> Handle {
-    let (_, position) = watch::channel(None);
-    let stats = Arc::new(FollowStats::default());
-    let task = tokio::spawn(journal::run(options, tx, stop, stats.clone()));
-    Handle {
-        task,
-        position: Position(position),
-        stats,
-    }
+    Handle::start(|_, stats| tokio::spawn(journal::run(options, tx, stop, stats)))
 }

@@ -4,9 +4,14 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
+
+#[path = "../../../../tests/common/logfile.rs"]
+mod logfile;
+
+use logfile::{append, log_file, truncate};
 
 #[derive(Default)]
 struct Collect {
@@ -35,27 +40,32 @@ impl Collect {
     }
 }
 
-fn append(path: &Path, data: impl AsRef<[u8]>) {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(data.as_ref())
-        .unwrap();
+/// A follower, and an empty sink for it.
+fn follower(options: FileOptions) -> (FileFollower, Collect) {
+    let f = FileFollower::new(&options, Arc::new(FollowStats::default())).unwrap();
+    (f, Collect::default())
 }
 
-fn follower(options: FileOptions) -> FileFollower {
-    FileFollower::new(&options, Arc::new(FollowStats::default())).unwrap()
-}
-
-/// A follower that has opened the file, at its end.
-fn opened(options: FileOptions) -> FileFollower {
-    let mut f = follower(options);
-    let mut out = Collect::default();
+/// A follower that has opened the file, at its end, and an empty sink for it.
+fn opened(options: FileOptions) -> (FileFollower, Collect) {
+    let (mut f, mut out) = follower(options);
     assert_eq!(f.step(&mut out), Step::Idle);
     assert!(out.lines.is_empty());
-    f
+    (f, Collect::default())
+}
+
+/// One step of `f`: the lines it gave.
+fn read(f: &mut FileFollower, out: &mut Collect) -> Vec<String> {
+    f.step(out);
+    out.take()
+}
+
+/// From the start of the file rather than its end.
+fn from_start(log: &Path) -> FileOptions {
+    FileOptions {
+        from_start: true,
+        ..FileOptions::new(log)
+    }
 }
 
 fn id(path: &Path) -> (u64, u64) {
@@ -65,11 +75,8 @@ fn id(path: &Path) -> (u64, u64) {
 
 #[test]
 fn starts_at_the_end_but_keeps_an_incomplete_last_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    append(&log, "old 1\nold 2\npar");
-    let mut f = follower(FileOptions::new(&log));
-    let mut out = Collect::default();
+    let (_dir, log) = log_file("auth.log", "old 1\nold 2\npar");
+    let (mut f, mut out) = follower(FileOptions::new(&log));
     assert_eq!(f.step(&mut out), Step::Idle);
     assert!(out.take().is_empty());
     // The position is the start of the incomplete line.
@@ -84,23 +91,16 @@ fn starts_at_the_end_but_keeps_an_incomplete_last_line() {
 
 #[test]
 fn from_start_reads_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    append(&log, b"one\r\ntwo\n\xff\n");
-    let mut options = FileOptions::new(&log);
-    options.from_start = true;
-    let mut f = follower(options);
-    let mut out = Collect::default();
-    f.step(&mut out);
-    assert_eq!(out.take(), ["one", "two", "\u{fffd}"]);
+    let (_dir, log) = log_file("auth.log", b"one\r\ntwo\n\xff\n");
+    let (mut f, mut out) = follower(from_start(&log));
+    assert_eq!(read(&mut f, &mut out), ["one", "two", "\u{fffd}"]);
 }
 
 #[test]
 fn a_missing_file_is_awaited_then_read_from_its_start() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("later.log");
-    let mut f = follower(FileOptions::new(&log));
-    let mut out = Collect::default();
+    let (mut f, mut out) = follower(FileOptions::new(&log));
     assert_eq!(f.step(&mut out), Step::PathMissing);
     assert_eq!(f.step(&mut out), Step::PathMissing);
     append(&log, "first\nsecond\n");
@@ -110,17 +110,13 @@ fn a_missing_file_is_awaited_then_read_from_its_start() {
 
 #[test]
 fn rename_rotation_finishes_the_old_file_before_the_new_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
+    let (dir, log) = log_file("auth.log", "");
     let rotated = dir.path().join("auth.log.1");
-    append(&log, "");
     let mut options = FileOptions::new(&log);
     options.linger = Duration::from_secs(3600);
-    let mut f = opened(options);
-    let mut out = Collect::default();
+    let (mut f, mut out) = opened(options);
     append(&log, "a\n");
-    f.step(&mut out);
-    assert_eq!(out.take(), ["a"]);
+    assert_eq!(read(&mut f, &mut out), ["a"]);
 
     // logrotate: rename, create; the daemon writes to the old file until told to reopen.
     let old = OpenOptions::new().append(true).open(&log).unwrap();
@@ -148,21 +144,17 @@ fn rename_rotation_finishes_the_old_file_before_the_new_one() {
     // A late writer of the old file is still heard while it lingers.
     (&old).write_all(b"late\n").unwrap();
     append(&log, "e\n");
-    f.step(&mut out);
-    assert_eq!(out.take(), ["late", "e"]);
+    assert_eq!(read(&mut f, &mut out), ["late", "e"]);
     // The position stays on the new file.
     assert_eq!(out.position.unwrap().inode, inode);
 }
 
 #[test]
 fn without_linger_the_old_file_is_closed_at_the_switch() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
+    let (_dir, log) = log_file("app.log", "");
     let mut options = FileOptions::new(&log);
     options.linger = Duration::ZERO;
-    let mut f = opened(options);
-    let mut out = Collect::default();
+    let (mut f, mut out) = opened(options);
     f.step(&mut out);
     let old = OpenOptions::new().append(true).open(&log).unwrap();
     fs::remove_file(&log).unwrap();
@@ -170,89 +162,57 @@ fn without_linger_the_old_file_is_closed_at_the_switch() {
     assert_eq!(f.step(&mut out), Step::PathMissing);
     assert_eq!(out.take(), ["1"]);
     append(&log, "2\n");
-    f.step(&mut out);
-    assert_eq!(out.take(), ["2"]);
+    assert_eq!(read(&mut f, &mut out), ["2"]);
     (&old).write_all(b"lost\n").unwrap();
-    f.step(&mut out);
-    assert!(out.take().is_empty());
+    assert!(read(&mut f, &mut out).is_empty());
 }
 
 #[test]
 fn truncation_to_less_restarts_at_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
-    let mut f = opened(FileOptions::new(&log));
-    let mut out = Collect::default();
+    let (dir, log) = log_file("app.log", "");
+    let (mut f, mut out) = opened(FileOptions::new(&log));
     append(&log, "line 1\nline 2\n");
-    f.step(&mut out);
-    assert_eq!(out.take(), ["line 1", "line 2"]);
+    assert_eq!(read(&mut f, &mut out), ["line 1", "line 2"]);
     fs::copy(&log, dir.path().join("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     append(&log, "x\n");
-    f.step(&mut out);
-    assert_eq!(out.take(), ["x"]);
+    assert_eq!(read(&mut f, &mut out), ["x"]);
     assert_eq!(f.stats.truncations.load(Relaxed), 1);
     assert_eq!(out.position.unwrap().offset, 2);
 }
 
 #[test]
 fn truncation_rewritten_past_the_offset_is_noticed_by_the_first_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
-    let mut f = opened(FileOptions::new(&log));
-    let mut out = Collect::default();
+    let (_dir, log) = log_file("app.log", "");
+    let (mut f, mut out) = opened(FileOptions::new(&log));
     append(&log, "Jan  1 00:00:01 one\n");
-    f.step(&mut out);
-    assert_eq!(out.take(), ["Jan  1 00:00:01 one"]);
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    assert_eq!(read(&mut f, &mut out), ["Jan  1 00:00:01 one"]);
+    truncate(&log);
     append(&log, "Jan  1 00:00:02 two\nJan  1 00:00:03 three\n");
-    f.step(&mut out);
-    assert_eq!(out.take(), ["Jan  1 00:00:02 two", "Jan  1 00:00:03 three"]);
+    assert_eq!(
+        read(&mut f, &mut out),
+        ["Jan  1 00:00:02 two", "Jan  1 00:00:03 three"]
+    );
     assert_eq!(f.stats.truncations.load(Relaxed), 1);
 }
 
 #[test]
 fn a_writer_without_append_leaves_a_hole_that_is_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
-    let mut f = opened(FileOptions::new(&log));
-    let mut out = Collect::default();
+    let (_dir, log) = log_file("app.log", "");
+    let (mut f, mut out) = opened(FileOptions::new(&log));
     let writer = OpenOptions::new().write(true).open(&log).unwrap();
     writer.write_all_at(b"line 1\nline 2\n", 0).unwrap();
-    f.step(&mut out);
-    assert_eq!(out.take(), ["line 1", "line 2"]);
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    assert_eq!(read(&mut f, &mut out), ["line 1", "line 2"]);
+    truncate(&log);
     // The writer goes on at its own offset: 14 NUL bytes, then its line.
     writer.write_all_at(b"line 3\n", 14).unwrap();
-    f.step(&mut out);
-    assert_eq!(out.take(), ["line 3"]);
+    assert_eq!(read(&mut f, &mut out), ["line 3"]);
 }
 
 #[test]
 fn a_deleted_file_is_read_to_its_end_and_its_successor_from_its_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
-    let mut f = opened(FileOptions::new(&log));
-    let mut out = Collect::default();
+    let (_dir, log) = log_file("app.log", "");
+    let (mut f, mut out) = opened(FileOptions::new(&log));
     f.step(&mut out);
     append(&log, "last of the old\nincomplete");
     fs::remove_file(&log).unwrap();
@@ -263,30 +223,26 @@ fn a_deleted_file_is_read_to_its_end_and_its_successor_from_its_start() {
     assert_eq!(out.take(), ["incomplete", "first of the new"]);
 }
 
-fn saved_position(log: &Path, content: &str) -> FilePosition {
-    append(log, content);
-    let mut options = FileOptions::new(log);
-    options.from_start = true;
-    let mut f = follower(options);
-    let mut out = Collect::default();
+/// A log `auth.log` holding "1\n2\n", read through: its directory, the log and the
+/// position to save.
+fn saved() -> (tempfile::TempDir, PathBuf, FilePosition) {
+    let (dir, log) = log_file("auth.log", "1\n2\n");
+    let (mut f, mut out) = follower(from_start(&log));
     f.step(&mut out);
-    out.position.unwrap()
+    (dir, log, out.position.unwrap())
 }
 
 fn resumed(log: &Path, position: FilePosition) -> Vec<String> {
-    let mut options = FileOptions::new(log);
-    options.resume = Some(position);
-    let mut f = follower(options);
-    let mut out = Collect::default();
-    f.step(&mut out);
-    out.take()
+    let (mut f, mut out) = follower(FileOptions {
+        resume: Some(position),
+        ..FileOptions::new(log)
+    });
+    read(&mut f, &mut out)
 }
 
 #[test]
 fn resume_reads_what_was_written_while_down_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    let position = saved_position(&log, "1\n2\n");
+    let (_dir, log, position) = saved();
     assert_eq!(position.offset, 4);
     append(&log, "3\n4\n");
     assert_eq!(resumed(&log, position), ["3", "4"]);
@@ -294,9 +250,7 @@ fn resume_reads_what_was_written_while_down_once() {
 
 #[test]
 fn resume_finishes_a_file_rotated_while_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    let position = saved_position(&log, "1\n2\n");
+    let (dir, log, position) = saved();
     append(&log, "3\n");
     fs::rename(&log, dir.path().join("auth.log.1")).unwrap();
     append(&log, "4\n");
@@ -305,9 +259,7 @@ fn resume_finishes_a_file_rotated_while_down() {
 
 #[test]
 fn resume_reads_a_replaced_file_from_its_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    let position = saved_position(&log, "1\n2\n");
+    let (_dir, log, position) = saved();
     fs::remove_file(&log).unwrap();
     // The new file may well get the old inode number back (tmpfs and ext4 reuse them).
     append(&log, "new 1\n");
@@ -316,9 +268,7 @@ fn resume_reads_a_replaced_file_from_its_start() {
 
 #[test]
 fn resume_without_a_head_hash_trusts_the_inode() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    let mut position = saved_position(&log, "1\n2\n");
+    let (_dir, log, mut position) = saved();
     position.head = 0;
     append(&log, "3\n");
     assert_eq!(resumed(&log, position), ["3"]);
@@ -326,48 +276,30 @@ fn resume_without_a_head_hash_trusts_the_inode() {
 
 #[test]
 fn resume_reads_a_file_truncated_while_down_from_its_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("auth.log");
-    let position = saved_position(&log, "1\n2\n");
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    let (_dir, log, position) = saved();
+    truncate(&log);
     append(&log, "3\n");
     assert_eq!(resumed(&log, position), ["3"]);
 }
 
 #[test]
 fn long_lines_are_cut_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "");
+    let (_dir, log) = log_file("app.log", "");
     let mut options = FileOptions::new(&log);
     options.max_line = 16;
-    let mut f = opened(options);
-    let mut out = Collect::default();
+    let (mut f, mut out) = opened(options);
     f.step(&mut out);
     append(&log, format!("{}\nshort\n", "y".repeat(100_000)));
-    f.step(&mut out);
-    assert_eq!(out.take(), ["y".repeat(16), "short".to_owned()]);
+    assert_eq!(read(&mut f, &mut out), ["y".repeat(16), "short".to_owned()]);
     assert_eq!(f.stats.truncated_lines.load(Relaxed), 1);
     assert_eq!(out.position.unwrap().offset, 100_007);
 }
 
 #[test]
 fn a_stop_keeps_the_position_of_the_last_line_taken() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    append(&log, "aa\nbb\ncc\n");
-    let mut options = FileOptions::new(&log);
-    options.from_start = true;
-    let mut f = follower(options);
-    let mut out = Collect {
-        stop_after: Some(2),
-        ..Collect::default()
-    };
+    let (_dir, log) = log_file("app.log", "aa\nbb\ncc\n");
+    let (mut f, mut out) = follower(from_start(&log));
+    out.stop_after = Some(2);
     assert_eq!(f.step(&mut out), Step::Stop);
     assert_eq!(out.take(), ["aa", "bb"]);
     assert_eq!(out.position.unwrap().offset, 6);
