@@ -35,7 +35,7 @@ mode = "proxy"
 }
 
 fn filter_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bans/filter.d")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gwx/filter.d")
 }
 
 /// The test's log files, jails file and the running ban daemon.

@@ -70,8 +70,9 @@ fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The shipped filters (`config/gwx/filter.d`): the wordpress one is ours.
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bans")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gwx")
 }
 
 #[test]
