@@ -42,8 +42,7 @@ pub struct Options {
 
 /// The wordpress filter the gwx tests use, in fail2ban's format.
 pub fn filter_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../config/gwx/filter.d/wordpress.conf")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/gwx/filter.d/wordpress.conf")
 }
 
 /// One matcher's figures.
