@@ -204,6 +204,7 @@ mod tests {
                 max: Span(Duration::from_secs(300)),
             }),
             ignoreip: vec![],
+            injection_guard: true,
         }
     }
 

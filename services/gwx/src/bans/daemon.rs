@@ -141,8 +141,10 @@ impl Restored {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(j.jail.name.clone(), handle.position());
+            let mut matcher = j.filter.matcher();
+            matcher.set_injection_guard(j.jail.injection_guard);
             let judge = Judge::new(
-                j.filter.matcher(),
+                matcher,
                 j.counter.clone(),
                 j.guard.clone(),
                 engine.inventory.hardening.clone(),

@@ -90,6 +90,15 @@ pub struct Jail {
     /// Never banned by this jail, in addition to `[bans] ignoreip`.
     #[serde(default)]
     pub ignoreip: Vec<IpNet>,
+    /// Count a line for nobody when it could name two different addresses (log
+    /// injection). Off only for a filter whose regexes pin the address down and whose
+    /// lines would otherwise be withheld (fail2ban's own injection samples).
+    #[serde(default = "default_true")]
+    pub injection_guard: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_maxretry() -> u32 {
@@ -293,6 +302,13 @@ bantime_increment = { factor = 2, max = "1h" }
             c.filter_path(j),
             Path::new("/etc/fail2ban/filter.d/wordpress.conf")
         );
+    }
+
+    #[test]
+    fn the_injection_guard_is_on_unless_turned_off() {
+        assert!(parse(JAIL).unwrap().jails[0].injection_guard);
+        let off = format!("{JAIL}injection_guard = false\n");
+        assert!(!parse(&off).unwrap().jails[0].injection_guard);
     }
 
     #[test]

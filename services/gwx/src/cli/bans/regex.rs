@@ -40,6 +40,10 @@ pub struct RegexArgs {
     /// Also list the lines that matched an ignoreregex or were ambiguous.
     #[arg(long)]
     pub print_skipped: bool,
+    /// Take the host the regex found even when the line could name another address
+    /// (as fail2ban does); by default such a line is ambiguous and counts for nobody.
+    #[arg(long)]
+    pub no_injection_guard: bool,
 }
 
 pub fn run(args: &RegexArgs) -> anyhow::Result<ExitCode> {
@@ -140,6 +144,7 @@ fn scan(
     args: &RegexArgs,
 ) -> anyhow::Result<Summary> {
     let mut matcher = filter.matcher();
+    matcher.set_injection_guard(!args.no_injection_guard);
     let mut s = Summary {
         per_regex: vec![0; filter.failregex_count()],
         ..Summary::default()
