@@ -10,6 +10,7 @@
 //! * [`sysctl`]: the gateway's kernel settings as a `sysctl.d` file.
 
 pub mod bans;
+pub mod dns;
 pub mod forward;
 pub mod inventory;
 pub mod metrics;

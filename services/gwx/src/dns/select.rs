@@ -1,0 +1,1 @@
+//! Address selection (in progress).
