@@ -14,6 +14,9 @@ use appliance::RuntimeConfig;
 use appliance::config::{self, ConfigError, Problems, Validate};
 use serde::Deserialize;
 
+mod dns;
+pub use dns::{Check, Dns, Fallback, HttpCheck, is_domain};
+
 /// The whole grid.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +30,8 @@ pub struct Inventory {
     pub hardening: Hardening,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// The grid's DNS (`gwx dns`), if it serves one.
+    pub dns: Option<Dns>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -102,6 +107,9 @@ pub struct Service {
     pub proxy_protocol: ProxyProtocol,
     #[serde(default)]
     pub limits: Limits,
+    /// The name `gwx dns` answers for this service, relative to the zone (default: the
+    /// service's name).
+    pub hostname: Option<String>,
 }
 
 /// Per-service limits. Per-source limits are enforced by nftables in both modes (and
@@ -246,6 +254,10 @@ impl Validate for Inventory {
             "expected at least one [[service]]",
         );
         self.runtime.validate_at("runtime", p);
+        if let Some(dns) = &self.dns {
+            let has_tcp = self.services.iter().any(|s| s.protocol == Protocol::Tcp);
+            dns.validate_at(p, has_tcp);
+        }
 
         let mut ids = HashSet::new();
         let mut addresses = HashSet::new();
@@ -285,6 +297,13 @@ impl Validate for Inventory {
             let key = format!("service[{i}]");
             p.check_name(format!("{key}.name"), &s.name);
             p.check_unique(&mut names, format!("{key}.name"), "service name", &s.name);
+            if let Some(h) = &s.hostname {
+                p.check(
+                    is_domain(h) && !h.ends_with('.'),
+                    format!("{key}.hostname"),
+                    format!("expected a name relative to the DNS zone, like www, got {h:?}"),
+                );
+            }
             p.check(
                 s.port != 0,
                 format!("{key}.port"),

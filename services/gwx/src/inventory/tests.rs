@@ -140,3 +140,30 @@ mode = "proxy"
         ]
     );
 }
+
+#[test]
+fn the_dns_section_is_checked_key_by_key() {
+    let text = format!(
+        "{MINIMAL}\n[dns]\nzone = \"example..net\"\nlisten = []\nnameservers = [\"ns1.example.net\"]\nanswer_count = 0\n\n[dns.check]\nrise = 0\nhttp = {{ path = \"healthz\" }}\n"
+    );
+    let keys: Vec<String> = problems(&text).into_iter().map(|p| p.0).collect();
+    for key in [
+        "dns.zone",
+        "dns.listen",
+        "dns.answer_count",
+        "dns.check.rise",
+        "dns.check.http.path",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
+    }
+    let good = format!(
+        "{MINIMAL}\n[dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:5300\"]\nnameservers = [\"ns1.example.net\"]\nfallback = {{ backup = [\"203.0.113.200\"] }}\n"
+    );
+    let inv = config::parse::<Inventory>(&good, Path::new("grid.toml")).unwrap();
+    let dns = inv.dns.unwrap();
+    assert_eq!(dns.answer_count, 4);
+    assert_eq!(
+        dns.fallback,
+        Fallback::Backup(vec!["203.0.113.200".parse().unwrap()])
+    );
+}
