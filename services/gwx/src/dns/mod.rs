@@ -5,6 +5,12 @@
 //! * [`select`]: which addresses one answer holds: N drawn at random from the healthy
 //!   ones, never an empty answer, the fallback policy when none is healthy.
 //! * [`health`]: health checks of every gateway address with rise/fall hysteresis.
+//! * [`answer`]: the authoritative response to one query (no I/O): addresses from the
+//!   pool, SOA and NS at the apex, NXDOMAIN/NODATA with the SOA, REFUSED outside the zone.
+//! * [`server`]: the UDP and TCP server (hickory-server) around [`answer`], the pool
+//!   swapped in when health changes, and the query metrics.
 
+pub mod answer;
 pub mod health;
 pub mod select;
+pub mod server;
