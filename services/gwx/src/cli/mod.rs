@@ -4,6 +4,7 @@
 
 mod bans;
 mod check;
+mod dns;
 mod ruleset;
 mod run;
 mod sysctl;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Anti-bruteforce bans, fail2ban-compatible: the ban engine, fail2ban-regex for
     /// gwx, and the ban sets.
     Bans(bans::BansArgs),
+    /// DNS for the grid: a random subset of the healthy gateway addresses per answer,
+    /// and drains for rolling upgrades.
+    Dns(dns::DnsArgs),
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
@@ -68,6 +72,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         Command::BackendRuleset(a) => ruleset::backend(&path, &a),
         Command::Sysctl(a) => sysctl::run(&path, &gateway_id(&args.gateway)?, &a),
         Command::Bans(a) => bans::dispatch(&args.common, &a),
+        Command::Dns(a) => dns::dispatch(&args.common, &a),
     }
 }
 

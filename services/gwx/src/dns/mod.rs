@@ -11,6 +11,7 @@
 //!   swapped in when health changes, and the query metrics.
 
 pub mod answer;
+pub mod daemon;
 pub mod health;
 pub mod select;
 pub mod server;

@@ -1,0 +1,109 @@
+//! `gwx dns ...`: the DNS server handing out a random subset of the healthy gateway
+//! addresses, and the operator's drains for rolling upgrades.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use appliance::Runtime;
+use appliance::cli::CommonArgs;
+use gwx::dns::daemon::{self, Service};
+use gwx::inventory::Inventory;
+use tokio::sync::Mutex;
+
+#[derive(Debug, clap::Args)]
+pub struct DnsArgs {
+    /// Where the drains are kept (`drained.json`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/gwx/dns"
+    )]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: DnsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DnsCommand {
+    /// Serve the grid's zone: health checks of every gateway address, answers of
+    /// `answer_count` random healthy addresses. SIGHUP re-reads the drains.
+    Run,
+    /// Take a gateway's addresses out of the answers (it keeps running); a running
+    /// `gwx dns run` applies it within a second.
+    Drain { gateway: String },
+    /// Put a drained gateway back (its addresses return once healthy).
+    Undrain { gateway: String },
+    /// The drained gateways.
+    Drained,
+}
+
+pub fn dispatch(common: &CommonArgs, args: &DnsArgs) -> anyhow::Result<ExitCode> {
+    let inventory = super::load_inventory(&super::inventory_path(common))?;
+    match &args.command {
+        DnsCommand::Run => run(common, &args.state_dir, inventory),
+        DnsCommand::Drain { gateway } => set_drain(&inventory, &args.state_dir, gateway, true),
+        DnsCommand::Undrain { gateway } => set_drain(&inventory, &args.state_dir, gateway, false),
+        DnsCommand::Drained => {
+            for gw in daemon::read_drains(&args.state_dir)? {
+                println!("{gw}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn set_drain(
+    inventory: &Inventory,
+    state_dir: &Path,
+    gateway: &str,
+    drained: bool,
+) -> anyhow::Result<ExitCode> {
+    if inventory.gateway(gateway).is_none() {
+        let known: Vec<&str> = inventory.gateways.iter().map(|g| g.id.as_str()).collect();
+        return Err(super::UsageError(format!(
+            "gateway `{gateway}` is not in the inventory (it has: {})",
+            known.join(", ")
+        ))
+        .into());
+    }
+    let mut set = daemon::read_drains(state_dir)?;
+    let changed = if drained {
+        set.insert(gateway.to_owned())
+    } else {
+        set.remove(gateway)
+    };
+    daemon::write_drains(state_dir, &set)?;
+    let what = if drained { "drained" } else { "undrained" };
+    if changed {
+        println!("{gateway} {what}");
+    } else {
+        println!("{gateway} was already {what}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(common: &CommonArgs, state_dir: &Path, inventory: Inventory) -> anyhow::Result<ExitCode> {
+    daemon::section(&inventory).map_err(|e| super::UsageError(format!("{e:#}")))?;
+    let rt = common.runtime().context("starting the async runtime")?;
+    rt.block_on(async {
+        let mut runtime = Runtime::new("gwx", env!("CARGO_PKG_VERSION"))
+            .with_drain_timeout(inventory.runtime.drain_timeout());
+        let listener = inventory.runtime.bind_metrics().await?;
+        let shutdown = runtime.shutdown();
+        let (service, serve) =
+            Service::start(&inventory, state_dir, runtime.registry(), shutdown.clone()).await?;
+        let server = tokio::spawn(serve);
+        let service = Mutex::new(service);
+        runtime
+            .run(listener, || async {
+                // The drains; a changed inventory needs a restart (documented).
+                service.lock().await.apply_drains()
+            })
+            .await?;
+        server.await.context("the DNS server panicked")??;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

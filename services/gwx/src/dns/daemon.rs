@@ -1,0 +1,235 @@
+//! `gwx dns run`: the health checker, the address pool and the DNS server put
+//! together. Every change of health (or of the drains) builds a new [`Pool`] that the
+//! server swaps in; queries never wait for a check.
+//!
+//! Drains live in `<state_dir>/drained.json` (a list of gateway ids), written by `gwx
+//! dns drain|undrain` and read by the daemon at start, on SIGHUP and every second, so a
+//! drain outlives restarts and takes effect within a second without a signal.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use appliance::state::{self, MODE_PUBLIC};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use super::answer::Zone;
+use super::health::{CheckConfig, Checker, HealthMetrics, HttpCheck, Snapshot, Target};
+use super::select::{Candidate, Policy, Pool};
+use super::server::{self, DnsMetrics, Handler, Live, Sockets};
+use crate::inventory::{Dns, Inventory, Protocol};
+
+/// How often the drains file is looked at.
+const DRAINS_POLL: Duration = Duration::from_secs(1);
+
+/// The drains file in `state_dir`.
+pub fn drains_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("drained.json")
+}
+
+/// The drained gateways (none if the file does not exist).
+pub fn read_drains(state_dir: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let path = drains_path(state_dir);
+    Ok(state::read_json(&path)
+        .with_context(|| format!("reading the drains {}", path.display()))?
+        .unwrap_or_default())
+}
+
+pub fn write_drains(state_dir: &Path, drained: &BTreeSet<String>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let path = drains_path(state_dir);
+    state::write_json(&path, drained, MODE_PUBLIC)
+        .with_context(|| format!("writing the drains {}", path.display()))
+}
+
+/// The `[dns]` section, or an error saying the inventory has none.
+pub fn section(inventory: &Inventory) -> anyhow::Result<&Dns> {
+    inventory
+        .dns
+        .as_ref()
+        .context("the inventory has no [dns] section: gwx dns has nothing to serve")
+}
+
+/// What every address is checked with: the configured port, else the first TCP
+/// service's; an HTTP check asks for the first service's name.
+fn targets(inventory: &Inventory, dns: &Dns) -> Vec<Target> {
+    let port = dns.check.port.unwrap_or_else(|| {
+        inventory
+            .services
+            .iter()
+            .find(|s| s.protocol == Protocol::Tcp)
+            .map_or(0, |s| s.port)
+    });
+    let host = hostnames(inventory)
+        .first()
+        .map(|h| format!("{h}.{}", dns.zone.trim_end_matches('.')))
+        .unwrap_or_else(|| dns.zone.clone());
+    inventory
+        .gateways
+        .iter()
+        .flat_map(|g| {
+            g.public.iter().map(|a| Target {
+                addr: SocketAddr::new(*a, port),
+                gateway: g.id.clone(),
+                http: dns.check.http.as_ref().map(|h| HttpCheck {
+                    path: h.path.clone(),
+                    host: host.clone(),
+                }),
+            })
+        })
+        .collect()
+}
+
+/// The names answered, relative to the zone, once each.
+fn hostnames(inventory: &Inventory) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in &inventory.services {
+        let h = s.hostname.clone().unwrap_or_else(|| s.name.clone());
+        if !names.contains(&h) {
+            names.push(h);
+        }
+    }
+    names
+}
+
+fn pool(snapshot: &Snapshot, policy: &Policy) -> anyhow::Result<Pool> {
+    let candidates: Vec<Candidate> = snapshot
+        .iter()
+        .map(|(addr, health)| Candidate::new(*addr, *health))
+        .collect();
+    Pool::new(&candidates, policy).context("building the address pool")
+}
+
+/// A running DNS service.
+pub struct Service {
+    checker: Arc<Checker>,
+    state_dir: PathBuf,
+}
+
+impl Service {
+    /// Registers the metrics, starts the checks and binds the sockets; the returned
+    /// future serves until `shutdown`.
+    pub async fn start(
+        inventory: &Inventory,
+        state_dir: &Path,
+        registry: &mut Registry,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Service, impl Future<Output = anyhow::Result<()>> + use<>)> {
+        let dns = section(inventory)?.clone();
+        let check = CheckConfig {
+            interval: Duration::from_millis(dns.check.interval_ms),
+            timeout: Duration::from_millis(dns.check.timeout_ms),
+            rise: dns.check.rise,
+            fall: dns.check.fall,
+        };
+        let health_metrics = HealthMetrics::register(registry);
+        let checker = Arc::new(
+            Checker::start(
+                targets(inventory, &dns),
+                check,
+                &health_metrics,
+                shutdown.clone(),
+            )
+            .context("starting the health checks")?,
+        );
+        let service = Service {
+            checker: checker.clone(),
+            state_dir: state_dir.to_owned(),
+        };
+        service.apply_drains()?;
+        let policy = Policy {
+            answer_count: dns.answer_count,
+            fallback: dns.fallback.clone(),
+            allow_unchecked_at_start: dns.allow_unchecked_at_start,
+        };
+        let serial = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        let zone = Zone::from_inventory(&dns, &hostnames(inventory), serial)
+            .context("building the zone")?;
+        let live = Live::new(zone, pool(&checker.snapshot(), &policy)?);
+        let handler = Handler::new(live.clone(), DnsMetrics::register(registry));
+        let sockets = Sockets::bind(&dns.listen)
+            .await
+            .context("binding the DNS sockets")?;
+        tracing::info!(zone = %dns.zone, listen = ?dns.listen, addresses = checker.snapshot().len(), "serving DNS");
+
+        let mut changes = checker.subscribe();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = changes.changed() => if changed.is_err() { return },
+                }
+                let snapshot = changes.borrow_and_update().clone();
+                match pool(&snapshot, &policy) {
+                    Ok(p) => {
+                        for family in [super::select::Family::V4, super::select::Family::V6] {
+                            let source = p.source(family);
+                            if source.is_fallback() {
+                                tracing::warn!(
+                                    ?family,
+                                    ?source,
+                                    "no healthy address: answering with the fallback"
+                                );
+                            }
+                        }
+                        live.set_pool(p);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "keeping the previous pool")
+                    }
+                }
+            }
+        });
+        let poller = Service {
+            checker: checker.clone(),
+            state_dir: state_dir.to_owned(),
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DRAINS_POLL);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {
+                        if let Err(e) = poller.apply_drains() {
+                            tracing::warn!(error = %format!("{e:#}"), "cannot apply the drains");
+                        }
+                    }
+                }
+            }
+        });
+        let serve = async move {
+            server::run(sockets, handler, shutdown)
+                .await
+                .context("serving DNS")
+        };
+        Ok((service, serve))
+    }
+
+    /// Makes the checker's drains those of the drains file.
+    pub fn apply_drains(&self) -> anyhow::Result<()> {
+        let want = read_drains(&self.state_dir)?;
+        let have: BTreeSet<String> = self.checker.drained().into_iter().collect();
+        for gw in want.difference(&have) {
+            self.checker
+                .drain(gw)
+                .with_context(|| format!("draining {gw}"))?;
+            tracing::info!(gateway = %gw, "drained: out of the answers");
+        }
+        for gw in have.difference(&want) {
+            self.checker
+                .undrain(gw)
+                .with_context(|| format!("undraining {gw}"))?;
+            tracing::info!(gateway = %gw, "undrained: back in the answers when healthy");
+        }
+        Ok(())
+    }
+}
