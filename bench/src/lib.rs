@@ -16,12 +16,13 @@
 //! * [`table`]: plain-text tables and ratios for the report.
 //!
 //! The benchmarks: [`gwx_forward`] (binary `gwx-forward`), [`gwx_bans`] (binary
-//! `gwx-bans`).
+//! `gwx-bans`), [`gwx_dns`] (binary `gwx-dns`).
 
 pub mod cmd;
 pub mod daemon;
 pub mod forwarders;
 pub mod gwx_bans;
+pub mod gwx_dns;
 pub mod gwx_forward;
 pub mod measure;
 pub mod table;
