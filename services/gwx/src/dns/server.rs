@@ -252,6 +252,9 @@ impl RequestHandler for Handler {
     }
 }
 
+/// Receive buffer asked for on each UDP socket.
+const UDP_RCVBUF: usize = 4 << 20;
+
 /// The bound sockets, UDP and TCP on each listen address.
 #[derive(Debug, Default)]
 pub struct Sockets {
@@ -269,6 +272,15 @@ impl Sockets {
                 addr,
                 source,
             })?;
+            // A burst of queries (a resolver farm's retries, a load test's start)
+            // overflows the default 208 KiB receive buffer after a few hundred
+            // datagrams, each charged at its buffer's full size; NSD asks for more too.
+            // The kernel caps the request at net.core.rmem_max.
+            if let Err(e) =
+                nix::sys::socket::setsockopt(&udp, nix::sys::socket::sockopt::RcvBuf, &UDP_RCVBUF)
+            {
+                tracing::warn!(%addr, error = %e, "cannot enlarge the UDP receive buffer");
+            }
             let tcp = TcpListener::bind(addr)
                 .await
                 .map_err(|source| Error::Bind {
