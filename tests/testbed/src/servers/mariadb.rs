@@ -88,6 +88,9 @@ impl MariaDb {
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", datadir.display()))
                 .args(["--user=root", "--skip-test-db", "--skip-name-resolve"])
+                // Bootstrap's temporary tables too stay in the private directory: in
+                // the shared /tmp, concurrent installs were seen failing to remove theirs.
+                .arg(format!("--tmpdir={}", tmpdir.display()))
                 .args(INNODB),
         )?;
 
