@@ -1,6 +1,6 @@
 //! Plain-text tables for benchmark reports: the first column (names) left-aligned, the
-//! others (numbers) right-aligned, columns two spaces apart. Plus the ratio helpers the
-//! reports share.
+//! others (numbers) right-aligned, columns two spaces apart. Plus the ratio and quantile
+//! helpers the reports share.
 
 use std::fmt;
 
@@ -55,6 +55,17 @@ impl fmt::Display for Table {
     }
 }
 
+/// The `q` quantile (0.0 to 1.0) of `values` by nearest rank: 0.5 is the median (the
+/// upper middle one of an even count), 1.0 the maximum; NaN when there are none.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
 /// `value / base`, or none when either is missing or the base is not positive.
 pub fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
     match (value, base) {
@@ -71,6 +82,16 @@ pub fn cell(value: Option<f64>, decimals: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_pick_by_nearest_rank() {
+        let v = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(quantile(&v, 0.5), 3.0);
+        assert_eq!(quantile(&v, 1.0), 5.0);
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&[1.0, 2.0], 0.5), 2.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
 
     #[test]
     fn aligns_names_left_and_numbers_right() {

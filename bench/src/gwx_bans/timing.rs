@@ -124,12 +124,7 @@ pub struct Latency {
 
 impl Latency {
     pub fn quantile(&self, q: f64) -> f64 {
-        let mut s = self.samples.clone();
-        s.sort_by(f64::total_cmp);
-        if s.is_empty() {
-            return f64::NAN;
-        }
-        s[((s.len() - 1) as f64 * q).round() as usize]
+        crate::table::quantile(&self.samples, q)
     }
 }
 

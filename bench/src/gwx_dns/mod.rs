@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use testbed::{Netns, Process};
 
 use crate::cmd;
-use crate::table::Table;
+use crate::table::{Table, quantile};
 
 const GWX_PORT: u16 = 5300;
 const NSD_PORT: u16 = 5400;
@@ -153,11 +153,6 @@ fn dnsperf(ns: &Netns, port: u16, data: &Path, opts: &Options) -> Result<f64> {
     Ok(qps)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn run(opts: &Options, out: &mut impl Write) -> Result<()> {
     testbed::require::tool("dnsperf", "dnsperf")?;
     testbed::require::tool("nsd", "nsd")?;
@@ -246,7 +241,7 @@ pub fn run(opts: &Options, out: &mut impl Write) -> Result<()> {
     if !gwx.is_running() {
         bail!("gwx dns exited during the run:\n{}", gwx.log_tail(20));
     }
-    let (gq, nq) = (median(g), median(n));
+    let (gq, nq) = (quantile(&g, 0.5), quantile(&n, 0.5));
     let mut t = Table::new(["server", "queries/s"]);
     t.row(["nsd (static, 32 addresses)".to_owned(), format!("{nq:.0}")]);
     t.row(["gwx dns (4 of 32 healthy)".to_owned(), format!("{gq:.0}")]);

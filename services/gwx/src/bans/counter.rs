@@ -15,6 +15,11 @@ use super::jails::Jail;
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+/// Milliseconds since the epoch, now.
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// A ban one jail decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {

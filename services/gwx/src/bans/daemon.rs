@@ -23,12 +23,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::counter::{Ban, Counter};
+use super::counter::{Ban, Counter, now_millis};
 use super::filter::Filter;
 use super::follow::{self, LogLine, SourceSpec};
 use super::guard::Guard;
 use super::jails::{BansConfig, Jail, LogSource};
-use super::judge::{Judge, Judgement, now_millis};
+use super::judge::{Judge, Judgement};
 use super::metrics::BanMetrics;
 use super::nftset::{BanSets, Placement};
 use super::state::{Saved, SavedBan, StateFile, VERSION};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use super::counter::{Ban, Counter, Millis, Verdict};
+use super::counter::{Ban, Counter, Verdict};
 use super::filter::{Host, Matcher, Outcome};
 use super::guard::{Guard, Refusal};
 use super::metrics::JailCounters;
@@ -135,9 +135,4 @@ impl Judge {
         self.metrics.skip(reason);
         Judgement::Skipped(reason)
     }
-}
-
-/// Milliseconds since the epoch, now.
-pub fn now_millis() -> Millis {
-    Utc::now().timestamp_millis()
 }

@@ -11,7 +11,7 @@ use appliance::Runtime;
 use appliance::cli::CommonArgs;
 use gwx::bans::daemon::Engine;
 use gwx::bans::guard::Guard;
-use gwx::bans::jails::{BansConfig, MAX_BANTIME, Span};
+use gwx::bans::jails::{BansConfig, MAX_BANTIME};
 use gwx::bans::metrics::BanMetrics;
 use gwx::bans::nftset::{BanSets, Listed, Placement};
 use gwx::bans::report;
@@ -163,7 +163,7 @@ fn parse_time(t: &str) -> anyhow::Result<Duration> {
             super::UsageError(format!("--time {t:?}: expected 1 second to 365 days")).into(),
         );
     }
-    Ok(Span(d).0)
+    Ok(d)
 }
 
 /// `gwx bans add`: refuses protected networks (gateways, backends, loopback) outright.
@@ -192,7 +192,7 @@ fn add(
     let lock = state.lock()?;
     sets.add(&placements)?;
     let mut saved = state.read(&lock)?;
-    let until = gwx::bans::judge::now_millis() + timeout.as_millis() as i64;
+    let until = gwx::bans::counter::now_millis() + timeout.as_millis() as i64;
     for p in &placements {
         saved.bans.retain(|b| b.net != p.net);
         saved.bans.push(SavedBan {

@@ -40,11 +40,15 @@ pub enum DnsCommand {
 }
 
 pub fn dispatch(common: &CommonArgs, args: &DnsArgs) -> anyhow::Result<ExitCode> {
-    let inventory = super::load_inventory(&super::inventory_path(common))?;
+    let path = super::inventory_path(common);
+    let inventory = super::load_inventory(&path)?;
     match &args.command {
         DnsCommand::Run => run(common, &args.state_dir, inventory),
-        DnsCommand::Drain { gateway } => set_drain(&inventory, &args.state_dir, gateway, true),
-        DnsCommand::Undrain { gateway } => set_drain(&inventory, &args.state_dir, gateway, false),
+        DnsCommand::Drain { gateway } | DnsCommand::Undrain { gateway } => {
+            super::require_gateway(&inventory, &path, gateway)?;
+            let drained = matches!(args.command, DnsCommand::Drain { .. });
+            set_drain(&args.state_dir, gateway, drained)
+        }
         DnsCommand::Drained => {
             for gw in daemon::read_drains(&args.state_dir)? {
                 println!("{gw}");
@@ -54,20 +58,7 @@ pub fn dispatch(common: &CommonArgs, args: &DnsArgs) -> anyhow::Result<ExitCode>
     }
 }
 
-fn set_drain(
-    inventory: &Inventory,
-    state_dir: &Path,
-    gateway: &str,
-    drained: bool,
-) -> anyhow::Result<ExitCode> {
-    if inventory.gateway(gateway).is_none() {
-        let known: Vec<&str> = inventory.gateways.iter().map(|g| g.id.as_str()).collect();
-        return Err(super::UsageError(format!(
-            "gateway `{gateway}` is not in the inventory (it has: {})",
-            known.join(", ")
-        ))
-        .into());
-    }
+fn set_drain(state_dir: &Path, gateway: &str, drained: bool) -> anyhow::Result<ExitCode> {
     let mut set = daemon::read_drains(state_dir)?;
     let changed = if drained {
         set.insert(gateway.to_owned())

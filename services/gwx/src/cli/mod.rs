@@ -101,16 +101,23 @@ pub fn load_inventory(path: &Path) -> anyhow::Result<Inventory> {
 /// mistyped id is a usage error (64) naming the ids there are.
 pub fn load_for_gateway(path: &Path, id: &str) -> anyhow::Result<Inventory> {
     let inv = load_inventory(path)?;
-    if inv.gateway(id).is_none() {
-        let known: Vec<&str> = inv.gateways.iter().map(|g| g.id.as_str()).collect();
-        return Err(UsageError(format!(
-            "gateway `{id}` is not in {} (it has: {})",
-            path.display(),
-            known.join(", ")
-        ))
-        .into());
-    }
+    require_gateway(&inv, path, id)?;
     Ok(inv)
+}
+
+/// A usage error (64) naming the ids there are, unless gateway `id` is in the
+/// inventory read from `path`.
+pub fn require_gateway(inv: &Inventory, path: &Path, id: &str) -> anyhow::Result<()> {
+    if inv.gateway(id).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = inv.gateways.iter().map(|g| g.id.as_str()).collect();
+    Err(UsageError(format!(
+        "gateway `{id}` is not in {} (it has: {})",
+        path.display(),
+        known.join(", ")
+    ))
+    .into())
 }
 
 #[derive(Debug, thiserror::Error)]

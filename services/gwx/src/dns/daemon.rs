@@ -106,6 +106,7 @@ fn pool(snapshot: &Snapshot, policy: &Policy) -> anyhow::Result<Pool> {
 }
 
 /// A running DNS service.
+#[derive(Clone)]
 pub struct Service {
     checker: Arc<Checker>,
     state_dir: PathBuf,
@@ -188,10 +189,7 @@ impl Service {
                 }
             }
         });
-        let poller = Service {
-            checker: checker.clone(),
-            state_dir: state_dir.to_owned(),
-        };
+        let poller = service.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(DRAINS_POLL);
