@@ -28,7 +28,8 @@ pub struct DnsArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum DnsCommand {
     /// Serve the grid's zone: health checks of every gateway address, answers of
-    /// `answer_count` random healthy addresses. SIGHUP re-reads the drains.
+    /// `answer_count` random healthy addresses. Answers start once every address has a
+    /// health verdict (unless `allow_unchecked_at_start`). SIGHUP re-reads the drains.
     Run,
     /// Take a gateway's addresses out of the answers (it keeps running); a running
     /// `gwx dns run` applies it within a second.

@@ -10,15 +10,16 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use appliance::state::{self, MODE_PUBLIC};
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::Zone;
-use super::health::{CheckConfig, Checker, HealthMetrics, HttpCheck, Snapshot, Target};
+use super::health::{CheckConfig, Checker, Health, HealthMetrics, HttpCheck, Snapshot, Target};
 use super::select::{Candidate, Policy, Pool};
 use super::server::{self, DnsMetrics, Handler, Live, Sockets};
 use crate::inventory::{Dns, Inventory, Protocol};
@@ -105,6 +106,43 @@ fn pool(snapshot: &Snapshot, policy: &Policy) -> anyhow::Result<Pool> {
     Pool::new(&candidates, policy).context("building the address pool")
 }
 
+/// Waits until every address that is not drained has a verdict, so the first answers
+/// hold only checked addresses, but no longer than the slowest verdict can take:
+/// `max(rise, fall)` checks, plus one interval over which the first checks are spread,
+/// plus one timeout. An address still undecided then (one that flaps) has at least been
+/// checked; the pool keeps unchecked addresses out of healthy answers anyway.
+async fn first_verdicts(
+    changes: &mut watch::Receiver<Snapshot>,
+    check: &CheckConfig,
+    shutdown: &CancellationToken,
+) {
+    let bound = check.interval * (check.rise.max(check.fall) + 1) + check.timeout;
+    let started = Instant::now();
+    let decided = |s: &Snapshot| s.iter().all(|(_, h)| *h != Health::Unchecked);
+    let waited = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        w = tokio::time::timeout(bound, async { changes.wait_for(decided).await.is_ok() }) => w,
+    };
+    let snapshot = changes.borrow().clone();
+    let count = |want: Health| snapshot.iter().filter(|(_, h)| *h == want).count();
+    let (up, down, unchecked) = (
+        count(Health::Up),
+        count(Health::Down),
+        count(Health::Unchecked),
+    );
+    let ms = started.elapsed().as_millis();
+    match waited {
+        Ok(_) => tracing::info!(ms, up, down, "first health verdicts in"),
+        Err(_) => tracing::warn!(
+            ms,
+            up,
+            down,
+            unchecked,
+            "some addresses have no verdict yet: serving without them"
+        ),
+    }
+}
+
 /// A running DNS service.
 #[derive(Clone)]
 pub struct Service {
@@ -153,14 +191,19 @@ impl Service {
             .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
         let zone = Zone::from_inventory(&dns, &hostnames(inventory), serial)
             .context("building the zone")?;
-        let live = Live::new(zone, pool(&checker.snapshot(), &policy)?);
-        let handler = Handler::new(live.clone(), DnsMetrics::register(registry));
+        // Bound before the first verdicts so a taken port fails the start at once;
+        // queries that arrive meanwhile wait in the socket buffer.
         let sockets = Sockets::bind(&dns.listen)
             .await
             .context("binding the DNS sockets")?;
+        let mut changes = checker.subscribe();
+        if !dns.allow_unchecked_at_start {
+            first_verdicts(&mut changes, &check, &shutdown).await;
+        }
+        let live = Live::new(zone, pool(&changes.borrow_and_update(), &policy)?);
+        let handler = Handler::new(live.clone(), DnsMetrics::register(registry));
         tracing::info!(zone = %dns.zone, listen = ?dns.listen, addresses = checker.snapshot().len(), "serving DNS");
 
-        let mut changes = checker.subscribe();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
