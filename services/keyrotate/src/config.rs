@@ -89,7 +89,10 @@ pub struct OldKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OldKeySource<'a> {
     File(&'a Path),
-    GnupgHome { home: &'a Path, fingerprint: &'a str },
+    GnupgHome {
+        home: &'a Path,
+        fingerprint: &'a str,
+    },
 }
 
 impl OldKey {

@@ -55,7 +55,6 @@ pub fn load_old(keys: &[config::OldKey]) -> anyhow::Result<Vec<OldKey>> {
                 .key()
                 .clone()
                 .parts_into_secret()
-                .map_err(anyhow::Error::from)
                 .and_then(|k| unlock(k.role_into_unspecified(), passphrase.as_ref()))
                 .with_context(|| format!("{label}: unlocking the primary key"))?;
             let signer = signing_keypair(&cert, passphrase.as_ref())

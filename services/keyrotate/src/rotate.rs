@@ -45,10 +45,13 @@ pub fn generate(spec: &NewKey, passphrase: Option<Password>) -> anyhow::Result<(
     builder.generate().context("generating the new key")
 }
 
-/// `new` with each of its user IDs certified by every old key.
-pub fn certify(new: Cert, olds: &mut [OldKey]) -> anyhow::Result<Cert> {
+/// `new` with each of its user IDs certified by each of `olds`.
+pub fn certify<'a>(
+    new: Cert,
+    olds: impl IntoIterator<Item = &'a mut OldKey>,
+) -> anyhow::Result<Cert> {
     let mut sigs = Vec::new();
-    for old in olds.iter_mut() {
+    for old in olds {
         for uid in new.userids() {
             let sig = uid
                 .userid()

@@ -19,8 +19,8 @@ pub fn read(source: &SecretSource, what: &str) -> anyhow::Result<Option<Password
         return Ok(Some(line.into()));
     }
     if let Some(name) = &source.env {
-        let value = std::env::var(name)
-            .with_context(|| format!("reading the {what} from ${name}"))?;
+        let value =
+            std::env::var(name).with_context(|| format!("reading the {what} from ${name}"))?;
         if value.is_empty() {
             bail!("the {what} variable ${name} is empty");
         }
