@@ -56,6 +56,7 @@ fn inventory() -> String {
         "[[service]]\nname = \"www\"\nprotocol = \"tcp\"\nport = 8080\nbackend = \"192.0.2.2:8080\"\nmode = \"proxy\"\n\n\
          [runtime]\nmetrics_listen = \"{METRICS}\"\n\n\
          [dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:{GWX_PORT}\"]\nnameservers = [\"ns1.example.net\"]\nanswer_count = 4\nttl_secs = 30\n\n\
+         [dns.glue]\n\"ns1.example.net\" = [\"127.0.0.1\"]\n\n\
          [dns.check]\ninterval_ms = 1000\ntimeout_ms = 500\nrise = 1\nfall = 2\n"
     );
     t
@@ -65,7 +66,7 @@ fn inventory() -> String {
 /// answers a second by default, which would measure the limit, not the server.
 fn nsd_files(dir: &Path, workers: usize) -> Result<PathBuf> {
     let mut zone = String::from(
-        "$ORIGIN example.net.\n$TTL 30\n@ SOA ns1 hostmaster 1 3600 600 86400 30\n@ NS ns1\n",
+        "$ORIGIN example.net.\n$TTL 30\n@ SOA ns1 hostmaster 1 3600 600 86400 30\n@ NS ns1\nns1 3600 A 127.0.0.1\n",
     );
     for a in addresses() {
         zone += &format!("www A {a}\n");

@@ -31,7 +31,7 @@ fn inventory() -> String {
     text += &format!(
         "[[service]]\nname = \"www\"\nprotocol = \"tcp\"\nport = 8080\nbackend = \"{}:8080\"\nmode = \"proxy\"\n\n\
          [runtime]\nmetrics_listen = \"{METRICS}\"\n\n\
-         [dns]\nzone = \"example.net\"\nlisten = [\"{DNS}:{PORT}\"]\nnameservers = [\"ns1.example.net\"]\nanswer_count = {ANSWER_COUNT}\nttl_secs = 10\n\n\
+         [dns]\nzone = \"example.net\"\nlisten = [\"{DNS}:{PORT}\"]\nnameservers = [\"ns1.example.net\"]\nglue = {{ \"ns1.example.net\" = [\"{DNS}\"] }}\nanswer_count = {ANSWER_COUNT}\nttl_secs = 10\n\n\
          [dns.check]\ninterval_ms = 200\ntimeout_ms = 150\nrise = 1\nfall = 2\n",
         Grid::BACKEND
     );
@@ -126,8 +126,10 @@ fn fallbacks(grid: &Grid) -> f64 {
 }
 
 /// Asks until every answer for 20 queries in a row lies within `allowed` and holds
-/// `count` distinct addresses; returns the addresses seen and how long it took.
-fn settle(grid: &Grid, allowed: &BTreeSet<String>, count: usize) -> (BTreeSet<String>, Duration) {
+/// `count` distinct addresses, and together they hold every address of `allowed`
+/// (so answers from the state before a change, a subset, do not count); returns how
+/// long it took.
+fn settle(grid: &Grid, allowed: &BTreeSet<String>, count: usize) -> Duration {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(20);
     loop {
@@ -138,8 +140,8 @@ fn settle(grid: &Grid, allowed: &BTreeSet<String>, count: usize) -> (BTreeSet<St
             seen.extend(a.iter().cloned());
             distinct.len() == count && a.len() == count && a.iter().all(|x| allowed.contains(x))
         });
-        if good {
-            return (seen, started.elapsed());
+        if good && seen == *allowed {
+            return started.elapsed();
         }
         assert!(
             Instant::now() < deadline,
@@ -239,18 +241,16 @@ fn answers_follow_health_drains_and_the_fallback() {
 
     // gw2 dies: it leaves the answers after `fall` failed checks; back, after `rise`.
     link(&grid, 1, false);
-    let (_, gone) = settle(&grid, &public(&[0, 2]), 2);
+    let gone = settle(&grid, &public(&[0, 2]), 2);
     link(&grid, 1, true);
-    let (seen, back) = settle(&grid, &healthy, 2);
-    assert_eq!(seen, healthy, "gw2 is handed out again");
+    let back = settle(&grid, &healthy, 2);
     eprintln!(
         "gw2 out of the answers after {gone:?}, back after {back:?} (interval 200 ms, fall 2, rise 1)"
     );
 
     // Draining gw1 leaves two healthy addresses.
     gwx_dns(&["drain", "gw1"]).unwrap();
-    let (seen, _) = settle(&grid, &public(&[1, 2]), 2);
-    assert_eq!(seen, public(&[1, 2]));
+    settle(&grid, &public(&[1, 2]), 2);
     assert_eq!(gwx_dns(&["drained"]).unwrap().trim(), "gw1");
 
     // A gateway that is not in the inventory is refused with the ones there are.
@@ -262,12 +262,8 @@ fn answers_follow_health_drains_and_the_fallback() {
     let before = fallbacks(&grid);
     link(&grid, 1, false);
     link(&grid, 2, false);
-    let (seen, _) = settle(&grid, &public(&[1, 2, 3]), 2);
-    assert_eq!(
-        seen,
-        public(&[1, 2, 3]),
-        "the fallback draws from all three"
-    );
+    // gw4, never up, shows up only through the fallback.
+    settle(&grid, &public(&[1, 2, 3]), 2);
     assert!(fallbacks(&grid) > before, "fallback answers are counted");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("answering with the fallback"), "{text}");
@@ -275,6 +271,5 @@ fn answers_follow_health_drains_and_the_fallback() {
     link(&grid, 1, true);
     link(&grid, 2, true);
     gwx_dns(&["undrain", "gw1"]).unwrap();
-    let (seen, _) = settle(&grid, &healthy, 2);
-    assert_eq!(seen, healthy);
+    settle(&grid, &healthy, 2);
 }

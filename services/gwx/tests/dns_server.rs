@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 const N: usize = 3;
 const BACKUP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9));
 const WAIT: Duration = Duration::from_secs(5);
+/// The glue of ns1.example.net.
+const NS1_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 53));
+const NS1_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x53, 0, 0, 0, 0, 1));
 
 fn v4(i: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(192, 0, 2, i))
@@ -94,6 +97,7 @@ impl Server {
         let zone = Zone::new(
             "example.net",
             &["ns1.example.net", "ns2.example.org"],
+            &[("ns1.example.net", vec![NS1_V4, NS1_V6])],
             &["web", "mail"],
             30,
             1,
@@ -397,6 +401,62 @@ async fn pool_swap_shows_in_answers() {
     server.stop().await;
 }
 
+/// The in-zone name server's glue: its own answers, and additional data of NS answers
+/// over UDP and TCP; not counted as handed-out gateway addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glue_of_the_in_zone_name_server() {
+    let server = Server::start().await;
+    let addr = server.addr;
+    for r in [
+        ask_udp(addr, &query("example.net.", RecordType::NS)).await,
+        ask_tcp(addr, &query("example.net.", RecordType::NS)).await,
+    ] {
+        assert_eq!(r.response_code(), ResponseCode::NoError);
+        assert_eq!(r.answers().len(), 2);
+        let glue: Vec<(String, u32, IpAddr)> = r
+            .additionals()
+            .iter()
+            .map(|rec| {
+                let a = match rec.data() {
+                    RData::A(a) => IpAddr::V4(a.0),
+                    RData::AAAA(a) => IpAddr::V6(a.0),
+                    other => panic!("{other:?}"),
+                };
+                (rec.name().to_ascii(), rec.ttl(), a)
+            })
+            .collect();
+        assert_eq!(
+            glue,
+            [
+                ("ns1.example.net.".to_owned(), 3600, NS1_V4),
+                ("ns1.example.net.".to_owned(), 3600, NS1_V6),
+            ]
+        );
+        assert!(r.extensions().is_some(), "OPT stays beside the glue");
+    }
+    let r = ask_udp(addr, &query("ns1.example.net.", RecordType::A)).await;
+    assert!(r.authoritative());
+    assert_eq!(addrs(&r), [NS1_V4]);
+    let r = ask_tcp(addr, &query("NS1.example.net.", RecordType::AAAA)).await;
+    assert_eq!(addrs(&r), [NS1_V6]);
+    assert_eq!(r.answers()[0].name().to_ascii(), "NS1.example.net.");
+    let r = ask_udp(addr, &query("ns1.example.net.", RecordType::TXT)).await;
+    assert_eq!(r.response_code(), ResponseCode::NoError);
+    assert!(r.answers().is_empty() && soa_in_authority(&r));
+
+    let text = server.metrics();
+    let handed_out = testbed::clients::parse_metrics(&text)
+        .iter()
+        .filter(|s| s.name == "gwx_dns_answers_total")
+        .count();
+    assert_eq!(handed_out, 0, "{text}");
+    assert!(
+        text.contains(r#"gwx_dns_queries_total{qtype="NS",rcode="NOERROR"} 2"#),
+        "{text}"
+    );
+    server.stop().await;
+}
+
 /// `dig` as a second, independent client. Skipped where it is not installed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig() {
@@ -440,6 +500,16 @@ async fn dig() {
         out.contains("ns1.example.net.") && out.contains("ns2.example.org."),
         "{out}"
     );
+    // The glue: in the additional section of the NS answer, and the name's own answer.
+    let out = dig(&["example.net", "NS"]).await;
+    assert!(
+        out.contains("ADDITIONAL SECTION")
+            && out.contains("ns1.example.net.\t3600\tIN\tA\t203.0.113.53")
+            && out.contains("ns1.example.net.\t3600\tIN\tAAAA\t2001:db8:53::1"),
+        "{out}"
+    );
+    let out = dig(&["+short", "ns1.example.net", "A"]).await;
+    assert_eq!(out.trim(), "203.0.113.53");
     let out = dig(&["nope.example.net", "A"]).await;
     assert!(
         out.contains("status: NXDOMAIN") && out.contains("SOA"),

@@ -1,6 +1,6 @@
 //! The authoritative answer to one query, without I/O: the parsed request, the [`Zone`],
-//! a [`Pool`] and an rng in, a [`Response`] (header, answer and authority records, OPT)
-//! out. [`super::server`] wraps it in sockets and metrics.
+//! a [`Pool`] and an rng in, a [`Response`] (header, answer, authority and additional
+//! records, OPT) out. [`super::server`] wraps it in sockets and metrics.
 //!
 //! # What is answered
 //!
@@ -11,7 +11,9 @@
 //! | EDNS version above 0 | BADVERS |
 //! | class not IN, or a name outside the zone | REFUSED, not authoritative |
 //! | AXFR / IXFR | REFUSED: the zone is not transferred |
-//! | apex SOA / NS / ANY | the SOA, the NS set, or both |
+//! | apex SOA / NS / ANY | the SOA, the NS set (in-zone name servers' glue as additional data), or both |
+//! | in-zone name server (the apex too) A / AAAA | its glue addresses of the family |
+//! | in-zone name server ANY | its A glue, or its AAAA glue when it has no A |
 //! | `<hostname>.<zone>` A / AAAA | `N` addresses of the family drawn from the pool |
 //! | `<hostname>.<zone>` ANY | the A set (RFC 8482: one RRset is enough) |
 //! | an existing name, another type (or no address of the family) | NODATA: NOERROR, empty answer, SOA in authority |
@@ -22,15 +24,23 @@
 //! of the answer records are spelt like it. Negative answers carry the SOA with the TTL
 //! `min(ttl, 60)`, which is also the SOA's MINIMUM (RFC 2308).
 //!
+//! A name server inside the zone (`ns1.example.net` in `example.net`) has the addresses
+//! configured as its glue; it is never also a service's hostname. Its name answers like
+//! a host's, with the glue instead of a draw (a name with glue of the other family only
+//! gets NODATA), and an NS answer carries the glue as additional data.
+//!
 //! # Size
 //!
 //! Over UDP an answer fits in `min(client's EDNS size, 1232)` bytes, or 512 without
-//! EDNS (never less than 512). Answers hold at most 16 addresses, which always fit 1232
-//! bytes (a test shows it); for a client without EDNS the draw is cut to the addresses
-//! that fit (the answer is a random subset anyway), and only when not even one fits
-//! does the response set TC, so that the client asks again over TCP.
+//! EDNS (never less than 512). Answers hold at most 16 addresses (a name server's glue
+//! too: the inventory allows 16 per family), which always fit 1232 bytes (a test shows
+//! it); for a client without EDNS the draw is cut to the addresses that fit (the answer
+//! is a random subset anyway; a glue answer is cut alike), and only when not even one fits
+//! does the response set TC, so that the client asks again over TCP. Additional records
+//! (glue) go first, a whole RRset at a time and without TC (RFC 2181 section 9): they
+//! are optional in an NS answer, which is not a referral.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use hickory_proto::op::LowerQuery;
@@ -52,6 +62,11 @@ pub const MAX_NEGATIVE_TTL: u32 = 60;
 const SOA_REFRESH: i32 = 3600;
 const SOA_RETRY: i32 = 600;
 const SOA_EXPIRE: i32 = 1_209_600;
+/// The TTL of the name servers' addresses. Not the zone's TTL: that one is short so that
+/// caches let go of a gateway that went down, while glue is fixed configuration that
+/// only a restart changes. An hour is a usual TTL for name server addresses and bounds
+/// how long an old address outlives a change (the parent's copy aside, which has its own).
+pub const GLUE_TTL: u32 = 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
@@ -65,14 +80,26 @@ pub enum ZoneError {
     NoNameServer,
     #[error("dns zone: hostname {0:?} is listed twice")]
     DuplicateHost(String),
+    #[error("dns zone: name server {0:?} is inside the zone but has no glue addresses")]
+    MissingGlue(String),
+    #[error("dns zone: glue for {0:?}, which is not one of the name servers")]
+    GlueNotNameServer(String),
+    #[error("dns zone: glue for {0:?}, which is outside the zone")]
+    GlueOutsideZone(String),
+    #[error("dns zone: glue for {0:?} is given twice")]
+    DuplicateGlue(String),
+    #[error("dns zone: name server {0:?} is also a hostname")]
+    NameServerIsHost(String),
 }
 
-/// The zone as answers need it: the apex, its SOA and NS records, the TTL, and the
-/// names that hold gateway addresses. Built once per configuration.
+/// The zone as answers need it: the apex, its SOA and NS records, the TTL, the names
+/// that hold gateway addresses and the in-zone name servers' glue. Built once per
+/// configuration.
 #[derive(Clone, Debug)]
 pub struct Zone {
     origin: LowerName,
     hosts: HashSet<LowerName>,
+    glue: Glue,
     ttl: u32,
     /// The SOA with the record TTL of answers at the apex.
     soa: Record,
@@ -83,11 +110,13 @@ pub struct Zone {
 
 impl Zone {
     /// `zone` like `example.net` (trailing dot optional); `nameservers` absolute names,
-    /// the first is the SOA's primary; `hostnames` relative to the zone (`web` answers
+    /// the first is the SOA's primary; `glue` the addresses of each name server inside
+    /// the zone, and of no other name; `hostnames` relative to the zone (`web` answers
     /// `web.example.net`); `serial` e.g. the start time in seconds.
-    pub fn new<N: AsRef<str>, H: AsRef<str>>(
+    pub fn new<N: AsRef<str>, G: AsRef<str>, H: AsRef<str>>(
         zone: &str,
         nameservers: &[N],
+        glue: &[(G, Vec<IpAddr>)],
         hostnames: &[H],
         ttl: u32,
         serial: u32,
@@ -117,6 +146,7 @@ impl Zone {
                 return Err(ZoneError::DuplicateHost(h.to_owned()));
             }
         }
+        let glue = Glue::new(&origin, &ns_names, glue, &hosts)?;
         let rname = Name::from_ascii("hostmaster")
             .and_then(|h| h.append_domain(&origin))
             .map_err(|error| ZoneError::BadName {
@@ -143,6 +173,7 @@ impl Zone {
         Ok(Zone {
             origin: LowerName::new(&origin),
             hosts,
+            glue,
             ttl,
             soa,
             negative_soa,
@@ -156,7 +187,19 @@ impl Zone {
         hostnames: &[H],
         serial: u32,
     ) -> Result<Zone, ZoneError> {
-        Zone::new(&dns.zone, &dns.nameservers, hostnames, dns.ttl_secs, serial)
+        let glue: Vec<(&str, Vec<IpAddr>)> = dns
+            .glue
+            .iter()
+            .map(|(name, addrs)| (name.as_str(), addrs.clone()))
+            .collect();
+        Zone::new(
+            &dns.zone,
+            &dns.nameservers,
+            &glue,
+            hostnames,
+            dns.ttl_secs,
+            serial,
+        )
     }
 
     pub fn origin(&self) -> &LowerName {
@@ -164,9 +207,81 @@ impl Zone {
     }
 
     /// A name that exists in the zone without records of its own (`shop.example.net`
-    /// when a host is `www.shop.example.net`).
+    /// when a host is `www.shop.example.net`, `dns.example.net` when a name server is
+    /// `ns1.dns.example.net`).
     fn is_empty_non_terminal(&self, name: &LowerName) -> bool {
-        self.hosts.iter().any(|h| name.zone_of(h))
+        self.hosts
+            .iter()
+            .chain(self.glue.by_name.keys())
+            .any(|h| name.zone_of(h))
+    }
+}
+
+/// The addresses of the name servers inside the zone.
+#[derive(Clone, Debug)]
+struct Glue {
+    /// By name, each address once.
+    by_name: HashMap<LowerName, Vec<IpAddr>>,
+    /// As the additional section of an NS answer: per in-zone name server, in NS order,
+    /// its A then its AAAA records.
+    additional: Vec<Record>,
+}
+
+impl Glue {
+    /// Checked as [`Zone::new`] says.
+    fn new<G: AsRef<str>>(
+        origin: &Name,
+        ns_names: &[Name],
+        glue: &[(G, Vec<IpAddr>)],
+        hosts: &HashSet<LowerName>,
+    ) -> Result<Glue, ZoneError> {
+        let zone = LowerName::new(origin);
+        let mut by_name = HashMap::new();
+        for (name, addrs) in glue {
+            let name = name.as_ref();
+            let lower = LowerName::new(&absolute(name, "glue name")?);
+            if !ns_names.iter().any(|n| LowerName::new(n) == lower) {
+                return Err(ZoneError::GlueNotNameServer(name.to_owned()));
+            }
+            if !zone.zone_of(&lower) {
+                return Err(ZoneError::GlueOutsideZone(name.to_owned()));
+            }
+            let mut seen = HashSet::new();
+            let mut addrs = addrs.clone();
+            addrs.retain(|a| seen.insert(*a));
+            if addrs.is_empty() {
+                return Err(ZoneError::MissingGlue(name.to_owned()));
+            }
+            if by_name.insert(lower, addrs).is_some() {
+                return Err(ZoneError::DuplicateGlue(name.to_owned()));
+            }
+        }
+        let mut additional = Vec::new();
+        let mut done = HashSet::new();
+        for ns in ns_names {
+            let lower = LowerName::new(ns);
+            if !zone.zone_of(&lower) || !done.insert(lower.clone()) {
+                continue;
+            }
+            if hosts.contains(&lower) {
+                return Err(ZoneError::NameServerIsHost(ns.to_string()));
+            }
+            let addrs = by_name
+                .get(&lower)
+                .ok_or_else(|| ZoneError::MissingGlue(ns.to_string()))?;
+            for family in [Family::V4, Family::V6] {
+                additional.extend(
+                    addrs
+                        .iter()
+                        .filter(|a| Family::of(**a) == family)
+                        .map(|a| address_record(ns, GLUE_TTL, *a)),
+                );
+            }
+        }
+        Ok(Glue {
+            by_name,
+            additional,
+        })
     }
 }
 
@@ -210,6 +325,8 @@ pub struct Response {
     pub header: Header,
     pub answers: Vec<Record>,
     pub authority: Vec<Record>,
+    /// Glue of an NS answer; the OPT record is [`Self::edns`], not here.
+    pub additional: Vec<Record>,
     pub edns: Option<Edns>,
     pub drawn: Option<Drawn>,
 }
@@ -238,6 +355,7 @@ pub fn answer<R: Rng + ?Sized>(
         header,
         answers: Vec::new(),
         authority: Vec::new(),
+        additional: Vec::new(),
         edns,
         drawn: None,
     };
@@ -280,10 +398,18 @@ fn decide<R: Rng + ?Sized>(
     if *name == zone.origin {
         match qtype {
             RecordType::SOA => out.answers.push(zone.soa.clone()),
-            RecordType::NS => out.answers.extend(zone.ns.iter().cloned()),
+            RecordType::NS => {
+                out.answers.extend(zone.ns.iter().cloned());
+                out.additional.extend(zone.glue.additional.iter().cloned());
+            }
             RecordType::ANY => {
                 out.answers.push(zone.soa.clone());
                 out.answers.extend(zone.ns.iter().cloned());
+            }
+            // The apex itself may be a name server.
+            RecordType::A | RecordType::AAAA => {
+                let glue = zone.glue.by_name.get(name).map_or(&[][..], Vec::as_slice);
+                out.answers.extend(glue_answer(owner, glue, qtype));
             }
             _ => {}
         }
@@ -306,6 +432,9 @@ fn decide<R: Rng + ?Sized>(
                     .map(|addr| address_record(owner, zone.ttl, addr)),
             );
         }
+    } else if let Some(glue) = zone.glue.by_name.get(name) {
+        // Never also a host (Zone::new).
+        out.answers.extend(glue_answer(owner, glue, qtype));
     } else if !zone.is_empty_non_terminal(name) {
         out.authority.push(zone.negative_soa.clone());
         return ResponseCode::NXDomain;
@@ -314,6 +443,23 @@ fn decide<R: Rng + ?Sized>(
         out.authority.push(zone.negative_soa.clone());
     }
     ResponseCode::NoError
+}
+
+/// The glue records of a name server answering `qtype`: the family asked for; for ANY
+/// the A set, or the AAAA set when there is no A (RFC 8482: one RRset is enough); none
+/// for other types.
+fn glue_answer(owner: &Name, glue: &[IpAddr], qtype: RecordType) -> Vec<Record> {
+    let any_v4 = glue.iter().any(IpAddr::is_ipv4);
+    let wanted = |a: &IpAddr| match qtype {
+        RecordType::A => a.is_ipv4(),
+        RecordType::AAAA => a.is_ipv6(),
+        RecordType::ANY => a.is_ipv4() == any_v4,
+        _ => false,
+    };
+    glue.iter()
+        .filter(|a| wanted(a))
+        .map(|a| address_record(owner, GLUE_TTL, *a))
+        .collect()
 }
 
 fn address_record(owner: &Name, ttl: u32, addr: IpAddr) -> Record {
@@ -337,19 +483,36 @@ pub fn size_limit(request: &Request<'_>) -> usize {
 /// Cuts the answer to the size limit (module docs: Size).
 fn fit(request: &Request<'_>, response: &mut Response) {
     let limit = size_limit(request);
+    // Additional data first, a whole RRset at a time: a resolver would take a part of
+    // one for all of it.
+    while let Some(last) = response.additional.last() {
+        if encoded_size(request, response) <= limit {
+            break;
+        }
+        let (name, rtype) = (last.name().clone(), last.record_type());
+        while response
+            .additional
+            .last()
+            .is_some_and(|r| r.record_type() == rtype && r.name().eq_case(&name))
+        {
+            response.additional.pop();
+        }
+    }
     while !response.answers.is_empty() && encoded_size(request, response) > limit {
         response.answers.pop();
     }
     if encoded_size(request, response) > limit {
         response.answers.clear();
         response.authority.clear();
+        response.additional.clear();
         response.header.set_truncated(true);
     }
 }
 
 /// An upper bound of the encoded size: the question as sent, the first answer's owner
 /// name in full and the other answers' as a compression pointer (they share it), the
-/// authority records without compression, and the OPT record.
+/// authority records without compression, the additional records' owner names in full
+/// but where the record before has the same one (a pointer), and the OPT record.
 pub fn encoded_size(request: &Request<'_>, response: &Response) -> usize {
     let question: usize = request
         .queries
@@ -370,8 +533,18 @@ pub fn encoded_size(request: &Request<'_>, response: &Response) -> usize {
         .iter()
         .map(|r| name_size(r.name()) + 10 + rdata_size(r.data()))
         .sum();
+    let additional: usize = response
+        .additional
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let repeated = i > 0 && response.additional[i - 1].name().eq_case(r.name());
+            let owner = if repeated { 2 } else { name_size(r.name()) };
+            owner + 10 + rdata_size(r.data())
+        })
+        .sum();
     let opt = if response.edns.is_some() { 11 } else { 0 };
-    12 + question + answers + authority + opt
+    12 + question + answers + authority + additional + opt
 }
 
 fn name_size(name: &Name) -> usize {
@@ -429,366 +602,4 @@ pub fn rcode_label(rcode: ResponseCode) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
-    use hickory_proto::op::{Message, MessageType, Query};
-    use rand::SeedableRng;
-    use rand::rngs::SmallRng;
-
-    use super::*;
-    use crate::dns::select::{Candidate, Fallback, Health, Policy};
-
-    fn zone(hosts: &[&str]) -> Zone {
-        Zone::new(
-            "Example.NET",
-            &["ns1.example.net", "ns2.example.org."],
-            hosts,
-            30,
-            7,
-        )
-        .unwrap()
-    }
-
-    fn v4(i: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(192, 0, 2, i))
-    }
-
-    fn v6(i: u16) -> IpAddr {
-        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i))
-    }
-
-    fn pool(n: usize) -> Pool {
-        let mut c: Vec<Candidate> = (1..=6).map(|i| Candidate::new(v4(i), Health::Up)).collect();
-        c.push(Candidate::new(v4(7), Health::Down));
-        c.extend((1..=20).map(|i| Candidate::new(v6(i), Health::Up)));
-        let policy = Policy {
-            answer_count: n,
-            fallback: Fallback::All,
-            allow_unchecked_at_start: false,
-        };
-        Pool::new(&c, &policy).unwrap()
-    }
-
-    struct Q {
-        header: Header,
-        queries: Vec<LowerQuery>,
-        edns: Option<Edns>,
-        transport: Transport,
-    }
-
-    impl Q {
-        fn new(name: &str, qtype: RecordType) -> Q {
-            let mut header = Header::new();
-            header.set_id(4711);
-            header.set_recursion_desired(true);
-            Q {
-                header,
-                queries: vec![LowerQuery::from(Query::query(
-                    Name::from_ascii(name).unwrap(),
-                    qtype,
-                ))],
-                edns: Some(Edns::new()),
-                transport: Transport::Udp,
-            }
-        }
-
-        fn ask(&self, zone: &Zone, pool: &Pool) -> Response {
-            let request = Request {
-                header: &self.header,
-                queries: &self.queries,
-                edns: self.edns.as_ref(),
-                transport: self.transport,
-            };
-            answer(&request, zone, pool, &mut SmallRng::seed_from_u64(1))
-        }
-
-        /// The response as hickory encodes it, and the bound `encoded_size` gave.
-        fn wire(&self, r: &Response) -> (Vec<u8>, usize) {
-            let request = Request {
-                header: &self.header,
-                queries: &self.queries,
-                edns: self.edns.as_ref(),
-                transport: self.transport,
-            };
-            let mut m = Message::new();
-            m.set_header(r.header);
-            m.add_queries(self.queries.iter().map(|q| q.original().clone()));
-            m.add_answers(r.answers.iter().cloned());
-            m.add_name_servers(r.authority.iter().cloned());
-            if let Some(e) = &r.edns {
-                m.set_edns(e.clone());
-            }
-            (m.to_vec().unwrap(), encoded_size(&request, r))
-        }
-    }
-
-    fn addrs(r: &Response) -> Vec<IpAddr> {
-        r.answers
-            .iter()
-            .map(|rec| match rec.data() {
-                RData::A(a) => IpAddr::V4(a.0),
-                RData::AAAA(a) => IpAddr::V6(a.0),
-                other => panic!("not an address: {other:?}"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_and_aaaa_hold_n_distinct_up_addresses() {
-        let (z, p) = (zone(&["web"]), pool(4));
-        for (qtype, family) in [(RecordType::A, Family::V4), (RecordType::AAAA, Family::V6)] {
-            let r = Q::new("web.example.net.", qtype).ask(&z, &p);
-            assert_eq!(r.response_code(), ResponseCode::NoError);
-            assert!(r.header.authoritative());
-            assert_eq!(r.header.message_type(), MessageType::Response);
-            assert_eq!(r.header.id(), 4711);
-            assert!(r.header.recursion_desired() && !r.header.recursion_available());
-            let a = addrs(&r);
-            assert_eq!(a.len(), 4);
-            assert!(a.iter().all(|x| Family::of(*x) == family && *x != v4(7)));
-            let mut d = a.clone();
-            d.sort();
-            d.dedup();
-            assert_eq!(d.len(), 4, "{a:?}");
-            assert!(r.answers.iter().all(|rec| rec.ttl() == 30));
-            assert!(r.authority.is_empty());
-            assert_eq!(r.drawn.unwrap().family, family);
-            assert_eq!(r.edns.as_ref().unwrap().max_payload(), 512);
-        }
-    }
-
-    #[test]
-    fn names_match_case_insensitively_and_keep_the_question_case() {
-        let r = Q::new("wEb.ExAmPlE.nEt.", RecordType::A).ask(&zone(&["Web"]), &pool(2));
-        assert_eq!(addrs(&r).len(), 2);
-        assert_eq!(r.answers[0].name().to_string(), "wEb.ExAmPlE.nEt.");
-    }
-
-    #[test]
-    fn apex_soa_and_ns() {
-        let (z, p) = (zone(&["web"]), pool(4));
-        let r = Q::new("example.net.", RecordType::SOA).ask(&z, &p);
-        assert_eq!(r.response_code(), ResponseCode::NoError);
-        assert!(r.header.authoritative());
-        let [soa] = &r.answers[..] else {
-            panic!("{r:?}")
-        };
-        let RData::SOA(s) = soa.data() else {
-            panic!("{soa:?}")
-        };
-        assert_eq!(s.mname().to_string(), "ns1.example.net.");
-        assert_eq!(s.rname().to_string(), "hostmaster.Example.NET.");
-        assert_eq!((s.serial(), s.minimum(), soa.ttl()), (7, 30, 30));
-
-        let r = Q::new("EXAMPLE.net.", RecordType::NS).ask(&z, &p);
-        let ns: Vec<String> = r
-            .answers
-            .iter()
-            .map(|rec| match rec.data() {
-                RData::NS(n) => n.0.to_string(),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(ns, ["ns1.example.net.", "ns2.example.org."]);
-        assert!(r.authority.is_empty());
-
-        // A at the apex: NODATA.
-        let r = Q::new("example.net.", RecordType::A).ask(&z, &p);
-        assert_eq!(r.response_code(), ResponseCode::NoError);
-        assert!(r.answers.is_empty());
-        assert_eq!(r.authority[0].record_type(), RecordType::SOA);
-    }
-
-    #[test]
-    fn negative_answers_carry_the_soa_with_a_short_ttl() {
-        let z = Zone::new(
-            "example.net",
-            &["ns1.example.net"],
-            &["web", "www.shop"],
-            300,
-            1,
-        )
-        .unwrap();
-        let p = pool(4);
-        let soa_of = |r: &Response| {
-            let [soa] = &r.authority[..] else {
-                panic!("{r:?}")
-            };
-            let RData::SOA(s) = soa.data() else {
-                panic!("{soa:?}")
-            };
-            (soa.ttl(), s.minimum())
-        };
-        for name in [
-            "nope.example.net.",
-            "x.web.example.net.",
-            "a.b.example.net.",
-        ] {
-            let r = Q::new(name, RecordType::A).ask(&z, &p);
-            assert_eq!(r.response_code(), ResponseCode::NXDomain, "{name}");
-            assert!(r.header.authoritative() && r.answers.is_empty());
-            assert_eq!(soa_of(&r), (60, 60));
-        }
-        // Other types of existing names, and empty non-terminals: NODATA.
-        for (name, qtype) in [
-            ("web.example.net.", RecordType::MX),
-            ("web.example.net.", RecordType::TXT),
-            ("shop.example.net.", RecordType::A),
-        ] {
-            let r = Q::new(name, qtype).ask(&z, &p);
-            assert_eq!(r.response_code(), ResponseCode::NoError, "{name} {qtype}");
-            assert!(r.header.authoritative() && r.answers.is_empty());
-            assert_eq!(soa_of(&r), (60, 60));
-        }
-        let r = Q::new("www.shop.example.net.", RecordType::AAAA).ask(&z, &p);
-        assert_eq!(addrs(&r).len(), 4);
-    }
-
-    #[test]
-    fn a_family_without_addresses_is_nodata() {
-        let policy = Policy {
-            answer_count: 2,
-            fallback: Fallback::All,
-            allow_unchecked_at_start: false,
-        };
-        let p = Pool::new(&[Candidate::new(v4(1), Health::Up)], &policy).unwrap();
-        let r = Q::new("web.example.net.", RecordType::AAAA).ask(&zone(&["web"]), &p);
-        assert_eq!(r.response_code(), ResponseCode::NoError);
-        assert!(r.answers.is_empty());
-        assert_eq!(r.authority.len(), 1);
-        assert_eq!(r.drawn.unwrap().source, Source::NoAddress);
-    }
-
-    #[test]
-    fn outside_the_zone_and_other_classes_are_refused() {
-        let (z, p) = (zone(&["web"]), pool(4));
-        for name in [
-            "example.org.",
-            "web.example.org.",
-            "net.",
-            ".",
-            "xexample.net.",
-        ] {
-            let r = Q::new(name, RecordType::A).ask(&z, &p);
-            assert_eq!(r.response_code(), ResponseCode::Refused, "{name}");
-            assert!(!r.header.authoritative() && r.answers.is_empty() && r.authority.is_empty());
-        }
-        let mut q = Q::new("web.example.net.", RecordType::A);
-        let mut query = q.queries[0].original().clone();
-        query.set_query_class(DNSClass::CH);
-        q.queries = vec![query.into()];
-        assert_eq!(q.ask(&z, &p).response_code(), ResponseCode::Refused);
-        let r = Q::new("example.net.", RecordType::AXFR).ask(&z, &p);
-        assert_eq!(r.response_code(), ResponseCode::Refused);
-    }
-
-    #[test]
-    fn malformed_queries() {
-        let (z, p) = (zone(&["web"]), pool(4));
-        let mut q = Q::new("web.example.net.", RecordType::A);
-        q.queries.clear();
-        assert_eq!(q.ask(&z, &p).response_code(), ResponseCode::FormErr);
-        let mut q = Q::new("web.example.net.", RecordType::A);
-        q.queries.push(q.queries[0].clone());
-        let r = q.ask(&z, &p);
-        assert_eq!(r.response_code(), ResponseCode::FormErr);
-        assert!(r.answers.is_empty());
-        let mut q = Q::new("web.example.net.", RecordType::A);
-        q.header.set_op_code(OpCode::Update);
-        assert_eq!(q.ask(&z, &p).response_code(), ResponseCode::NotImp);
-        let mut q = Q::new("web.example.net.", RecordType::A);
-        q.header.set_op_code(OpCode::Status);
-        assert_eq!(q.ask(&z, &p).response_code(), ResponseCode::NotImp);
-        let mut q = Q::new("web.example.net.", RecordType::A);
-        q.edns.as_mut().unwrap().set_version(1);
-        let r = q.ask(&z, &p);
-        assert_eq!(r.response_code(), ResponseCode::BADVERS);
-        assert!(r.answers.is_empty() && r.edns.is_some());
-    }
-
-    #[test]
-    fn edns_size_is_the_clients_within_512_to_1232() {
-        let (z, p) = (zone(&["web"]), pool(4));
-        for (offered, used) in [
-            (4096, 1232),
-            (1232, 1232),
-            (1400, 1232),
-            (800, 800),
-            (100, 512),
-        ] {
-            let mut q = Q::new("web.example.net.", RecordType::A);
-            q.edns.as_mut().unwrap().set_max_payload(offered);
-            let r = q.ask(&z, &p);
-            assert_eq!(r.edns.unwrap().max_payload(), used, "{offered}");
-        }
-        let mut q = Q::new("web.example.net.", RecordType::A);
-        q.edns = None;
-        assert!(q.ask(&z, &p).edns.is_none());
-    }
-
-    /// The largest answer there can be: 16 AAAA records for the longest name a zone can
-    /// hold, and OPT. It fits 1232 bytes as hickory encodes it, without TC.
-    #[test]
-    fn the_largest_answer_fits_1232_bytes() {
-        let label = "a".repeat(63);
-        let zone_name = format!("{label}.{label}.{}.example", "b".repeat(61));
-        let host = "c".repeat(253 - zone_name.len() - 1);
-        let z = Zone::new(&zone_name, &["ns1.example.net"], &[host.as_str()], 30, 1).unwrap();
-        let qname = format!("{host}.{zone_name}.");
-        let q = Q::new(&qname, RecordType::AAAA);
-        let mut e = Edns::new();
-        e.set_max_payload(1232);
-        let q = Q { edns: Some(e), ..q };
-        let r = q.ask(&z, &pool(16));
-        assert_eq!(addrs(&r).len(), 16);
-        assert!(!r.header.truncated());
-        let (wire, bound) = q.wire(&r);
-        assert!(wire.len() <= bound, "{} > {bound}", wire.len());
-        assert!(bound <= 1232, "{bound}");
-        // hickory's own encoder with the 1232-byte limit does not truncate either.
-        let parsed = Message::from_vec(&wire).unwrap();
-        assert_eq!(parsed.answers().len(), 16);
-        assert!(!parsed.truncated());
-    }
-
-    /// Without EDNS the limit is 512: a long name gets fewer addresses, never a TC
-    /// while one fits.
-    #[test]
-    fn without_edns_the_answer_is_cut_to_512_bytes() {
-        let host = "h".repeat(60);
-        let z = zone(&[host.as_str()]);
-        let mut q = Q::new(&format!("{host}.example.net."), RecordType::AAAA);
-        q.edns = None;
-        let r = q.ask(&z, &pool(16));
-        let n = addrs(&r).len();
-        assert!((1..16).contains(&n), "{n}");
-        assert!(!r.header.truncated());
-        let (wire, bound) = q.wire(&r);
-        assert!(
-            wire.len() <= bound && bound <= 512,
-            "{} {bound}",
-            wire.len()
-        );
-        // Over TCP all 16.
-        q.transport = Transport::Tcp;
-        assert_eq!(addrs(&q.ask(&z, &pool(16))).len(), 16);
-        // A short name: all 16 fit in 512 bytes.
-        let mut q = Q::new("web.example.net.", RecordType::AAAA);
-        q.edns = None;
-        assert_eq!(addrs(&q.ask(&zone(&["web"]), &pool(16))).len(), 16);
-    }
-
-    #[test]
-    fn zone_errors() {
-        assert!(matches!(
-            Zone::new("example.net", &[] as &[&str], &["web"], 30, 1),
-            Err(ZoneError::NoNameServer)
-        ));
-        assert!(matches!(
-            Zone::new("example.net", &["ns1.example.net"], &["web", "WEB"], 30, 1),
-            Err(ZoneError::DuplicateHost(_))
-        ));
-        assert!(Zone::new("exa..mple", &["ns1.example.net"], &["web"], 30, 1).is_err());
-    }
-}
+mod tests;

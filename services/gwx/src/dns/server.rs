@@ -8,8 +8,9 @@
 //! seeded from the OS: no shared rng, no lock on the draw.
 //!
 //! Metrics (with the registry's prefix, e.g. `gwx_`): `dns_queries_total{qtype,rcode}`,
-//! `dns_answers_total{address}` (each address handed out), `dns_fallback_total{family}`
-//! (answers drawn under a fallback rule, [`super::select::Source::is_fallback`]).
+//! `dns_answers_total{address}` (each gateway address handed out; name server glue is
+//! not counted), `dns_fallback_total{family}` (answers drawn under a fallback rule,
+//! [`super::select::Source::is_fallback`]).
 //! Malformed packets that hickory answers itself (FORMERR before the handler) are not
 //! counted.
 
@@ -177,7 +178,13 @@ impl Handler {
                 rcode: answer::rcode_label(response.response_code()),
             })
             .inc();
-        for record in &response.answers {
+        // Only drawn gateway addresses: a name server's glue is no gateway address.
+        let drawn = if response.drawn.is_some() {
+            &response.answers[..]
+        } else {
+            &[]
+        };
+        for record in drawn {
             let addr = match record.data() {
                 RData::A(a) => IpAddr::V4(a.0),
                 RData::AAAA(a) => IpAddr::V6(a.0),
@@ -238,7 +245,7 @@ impl RequestHandler for Handler {
             response.answers.iter(),
             response.authority.iter(),
             std::iter::empty(),
-            std::iter::empty(),
+            response.additional.iter(),
         );
         match response_handle.send_response(message).await {
             Ok(info) => info,

@@ -3,6 +3,11 @@
 //! is healthy. Names come from the services: service `web` is `web.<zone>`, unless it
 //! sets `hostname`.
 //!
+//! A name server inside the zone (`ns1.example.net` for `example.net`) needs its
+//! addresses in `[dns.glue]`: gwx answers A and AAAA for it, and adds them to NS
+//! answers, and the parent zone needs the same addresses as glue for the delegation.
+//! Name servers outside the zone take no glue here: their own zone serves them.
+//!
 //! ```toml
 //! [dns]
 //! zone = "example.net"
@@ -19,12 +24,19 @@
 //! rise = 2
 //! fall = 3
 //! http = { path = "/healthz" }            # optional; Host is the service's name
+//!
+//! [dns.glue]                              # every in-zone name server, no other name
+//! "ns1.example.net" = ["203.0.113.53", "2001:db8::53"]
+//! "ns2.example.net" = ["198.51.100.53"]
 //! ```
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use appliance::config::Problems;
 use serde::Deserialize;
+
+use super::{Protocol, Service};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +61,10 @@ pub struct Dns {
     pub allow_unchecked_at_start: bool,
     #[serde(default)]
     pub check: Check,
+    /// The addresses of the name servers inside the zone, by name (as in
+    /// `nameservers`, case and trailing dot aside).
+    #[serde(default)]
+    pub glue: BTreeMap<String, Vec<IpAddr>>,
 }
 
 fn default_answer_count() -> usize {
@@ -103,8 +119,10 @@ pub struct HttpCheck {
 }
 
 impl Dns {
-    /// Checks the section (found at `dns`), given whether any service is TCP.
-    pub fn validate_at(&self, p: &mut Problems, has_tcp_service: bool) {
+    /// Checks the section (found at `dns`), given the inventory's services (their
+    /// hostnames, and whether any is TCP).
+    pub fn validate_at(&self, p: &mut Problems, services: &[Service]) {
+        let has_tcp_service = services.iter().any(|s| s.protocol == Protocol::Tcp);
         p.check(
             is_domain(&self.zone),
             "dns.zone",
@@ -188,7 +206,120 @@ impl Dns {
                 format!("expected a path starting with /, got {:?}", h.path),
             );
         }
+        self.validate_glue(p, services);
     }
+
+    /// `[dns.glue]` against the name servers: glue for each in-zone one, none for the
+    /// others; an in-zone name server is no service's hostname.
+    fn validate_glue(&self, p: &mut Problems, services: &[Service]) {
+        // An invalid zone is reported above; what is inside it is then unknown.
+        let zone = is_domain(&self.zone).then(|| canonical(&self.zone));
+        let glue_for = |name: &str| self.glue.keys().any(|k| canonical(k) == name);
+        if let Some(zone) = &zone {
+            let hosts: Vec<(String, String)> = services
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    let (field, h) = match &s.hostname {
+                        Some(h) => ("hostname", h),
+                        None => ("name", &s.name),
+                    };
+                    let name = format!("{}.{zone}", canonical(h));
+                    (name, format!("service[{j}].{field}"))
+                })
+                .collect();
+            for (i, ns) in self.nameservers.iter().enumerate() {
+                let name = canonical(ns);
+                if !is_domain(ns) || !in_zone(&name, zone) {
+                    continue;
+                }
+                let key = format!("dns.nameservers[{i}]");
+                p.check(
+                    glue_for(&name),
+                    &key,
+                    format!(
+                        "{ns:?} is inside the zone {zone}, so its addresses must be given: \
+                         expected \"{name}\" = [...] in [dns.glue]"
+                    ),
+                );
+                if let Some((_, service)) = hosts.iter().find(|(h, _)| *h == name) {
+                    p.push(
+                        key,
+                        format!(
+                            "{ns:?} is also the DNS name of {service}: a name server's name \
+                             answers with its glue, it cannot also answer with gateway addresses"
+                        ),
+                    );
+                }
+            }
+        }
+        let mut glued = HashMap::new();
+        for (k, addrs) in &self.glue {
+            let key = format!("dns.glue.{k:?}");
+            let name = canonical(k);
+            if !self.nameservers.iter().any(|ns| canonical(ns) == name) {
+                p.push(
+                    key,
+                    format!("expected glue only for names in dns.nameservers, {k:?} is not one"),
+                );
+                continue;
+            }
+            if let Some(zone) = zone.as_deref().filter(|z| !in_zone(&name, z)) {
+                p.push(
+                    key,
+                    format!(
+                        "{k:?} is outside the zone {zone}: its addresses are for its own zone \
+                         to serve, expected no glue for it"
+                    ),
+                );
+                continue;
+            }
+            if let Some(first) = glued.insert(name.clone(), k) {
+                p.push(
+                    key,
+                    format!(
+                        "expected glue once per name server, {first:?} and {k:?} are both {name}"
+                    ),
+                );
+                continue;
+            }
+            // An answer holds 16 addresses at most (dns::answer, Size).
+            let v4 = addrs.iter().filter(|a| a.is_ipv4()).count();
+            let v6 = addrs.len() - v4;
+            p.check(
+                !addrs.is_empty() && v4 <= 16 && v6 <= 16,
+                &key,
+                format!(
+                    "expected 1 to 16 addresses per family for {k:?}, got {v4} IPv4 and {v6} IPv6"
+                ),
+            );
+            let mut seen = HashSet::new();
+            for (j, a) in addrs.iter().enumerate() {
+                let key = format!("{key}[{j}]");
+                p.check(
+                    !a.is_unspecified() && !a.is_multicast(),
+                    &key,
+                    format!("expected a unicast host address, got {a}"),
+                );
+                p.check(
+                    seen.insert(*a),
+                    key,
+                    format!("expected each address once, {a} appears twice"),
+                );
+            }
+        }
+    }
+}
+
+/// A name as names are compared: lower case, without the trailing dot.
+fn canonical(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+}
+
+/// Whether `name` is `zone` or below it (both [`canonical`]).
+fn in_zone(name: &str, zone: &str) -> bool {
+    name.strip_suffix(zone)
+        .is_some_and(|head| head.is_empty() || head.ends_with('.'))
 }
 
 /// A domain name: labels of 1 to 63 letters, digits and hyphens, not starting or ending

@@ -255,8 +255,7 @@ impl Validate for Inventory {
         );
         self.runtime.validate_at("runtime", p);
         if let Some(dns) = &self.dns {
-            let has_tcp = self.services.iter().any(|s| s.protocol == Protocol::Tcp);
-            dns.validate_at(p, has_tcp);
+            dns.validate_at(p, &self.services);
         }
 
         let mut ids = HashSet::new();

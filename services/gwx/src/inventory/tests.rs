@@ -157,7 +157,7 @@ fn the_dns_section_is_checked_key_by_key() {
         assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
     }
     let good = format!(
-        "{MINIMAL}\n[dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:5300\"]\nnameservers = [\"ns1.example.net\"]\nfallback = {{ backup = [\"203.0.113.200\"] }}\n"
+        "{MINIMAL}\n[dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:5300\"]\nnameservers = [\"ns1.example.net\"]\nfallback = {{ backup = [\"203.0.113.200\"] }}\n\n[dns.glue]\n\"ns1.example.net\" = [\"203.0.113.53\", \"2001:db8::53\"]\n"
     );
     let inv = config::parse::<Inventory>(&good, Path::new("grid.toml")).unwrap();
     let dns = inv.dns.unwrap();
@@ -165,5 +165,107 @@ fn the_dns_section_is_checked_key_by_key() {
     assert_eq!(
         dns.fallback,
         Fallback::Backup(vec!["203.0.113.200".parse().unwrap()])
+    );
+    assert_eq!(dns.glue["ns1.example.net"].len(), 2);
+}
+
+/// `[dns.glue]` against `nameservers`: each problem at its key, with the name.
+#[test]
+fn dns_glue_is_checked_against_the_name_servers() {
+    let service = |name: &str, port: u16, hostname: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nprotocol = \"tcp\"\nport = {port}\n\
+             backend = \"192.0.2.2:{port}\"\nmode = \"proxy\"\n{hostname}\n"
+        )
+    };
+    let text = format!(
+        "{MINIMAL}\n{}{}\
+         [dns]\nzone = \"Example.NET.\"\nlisten = [\"127.0.0.1:5300\"]\n\
+         nameservers = [\"ns1.example.net\", \"NS2.example.net.\", \"ns.example.org\", \
+         \"ns4.example.net\", \"web.example.net\", \"ns.mail.example.net\", \"dns.example.net\", \
+         \"ns5.example.net\", \"example.net\"]\n\n\
+         [dns.glue]\n\
+         \"ns1.example.net\" = [\"203.0.113.53\", \"2001:db8::53\"]\n\
+         \"ns2.example.net\" = [\"2001:db8::54\"]\n\
+         \"ns.example.org\" = [\"198.51.100.53\"]\n\
+         \"ns9.example.net\" = [\"203.0.113.59\"]\n\
+         \"web.example.net\" = [\"203.0.113.60\"]\n\
+         \"ns.mail.example.net\" = [\"203.0.113.61\"]\n\
+         \"dns.example.net\" = [\"203.0.113.62\"]\n\
+         \"ns5.example.net\" = [\"0.0.0.0\", \"203.0.113.63\", \"203.0.113.63\"]\n\
+         \"example.net\" = []\n\
+         \"NS1.Example.Net.\" = [\"203.0.113.64\"]\n",
+        service("mail", 25, ""),
+        service("resolver", 853, "hostname = \"DNS\""),
+    );
+    let got: Vec<(String, String)> = problems(&text)
+        .into_iter()
+        .map(|(key, _, message)| (key, message))
+        .collect();
+    let p = |key: &str, message: &str| (key.to_owned(), message.to_owned());
+    assert_eq!(
+        got,
+        [
+            p(
+                "dns.nameservers[3]",
+                "\"ns4.example.net\" is inside the zone example.net, so its addresses must be given: \
+                 expected \"ns4.example.net\" = [...] in [dns.glue]"
+            ),
+            p(
+                "dns.nameservers[4]",
+                "\"web.example.net\" is also the DNS name of service[0].name: a name server's name \
+                 answers with its glue, it cannot also answer with gateway addresses"
+            ),
+            p(
+                "dns.nameservers[6]",
+                "\"dns.example.net\" is also the DNS name of service[2].hostname: a name server's \
+                 name answers with its glue, it cannot also answer with gateway addresses"
+            ),
+            p(
+                "dns.glue.\"example.net\"",
+                "expected 1 to 16 addresses per family for \"example.net\", got 0 IPv4 and 0 IPv6"
+            ),
+            p(
+                "dns.glue.\"ns.example.org\"",
+                "\"ns.example.org\" is outside the zone example.net: its addresses are for its own \
+                 zone to serve, expected no glue for it"
+            ),
+            p(
+                "dns.glue.\"ns1.example.net\"",
+                "expected glue once per name server, \"NS1.Example.Net.\" and \"ns1.example.net\" \
+                 are both ns1.example.net"
+            ),
+            p(
+                "dns.glue.\"ns5.example.net\"[0]",
+                "expected a unicast host address, got 0.0.0.0"
+            ),
+            p(
+                "dns.glue.\"ns5.example.net\"[2]",
+                "expected each address once, 203.0.113.63 appears twice"
+            ),
+            p(
+                "dns.glue.\"ns9.example.net\"",
+                "expected glue only for names in dns.nameservers, \"ns9.example.net\" is not one"
+            ),
+        ]
+    );
+
+    // Too many addresses of one family; an out-of-zone name server needs no glue.
+    let many: Vec<String> = (1..=17).map(|i| format!("\"2001:db8::{i}\"")).collect();
+    let text = format!(
+        "{MINIMAL}\n[dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:5300\"]\n\
+         nameservers = [\"ns1.example.net\", \"ns.example.org\"]\n\n\
+         [dns.glue]\n\"ns1.example.net\" = [\"203.0.113.53\", {}]\n",
+        many.join(", ")
+    );
+    assert_eq!(
+        problems(&text)
+            .into_iter()
+            .map(|(key, _, message)| (key, message))
+            .collect::<Vec<_>>(),
+        [p(
+            "dns.glue.\"ns1.example.net\"",
+            "expected 1 to 16 addresses per family for \"ns1.example.net\", got 1 IPv4 and 17 IPv6"
+        )]
     );
 }
