@@ -130,8 +130,13 @@ fn plan(config: Config) -> anyhow::Result<ExitCode> {
     for step in Step::ALL {
         let what = match step {
             Step::Generate => format!(
-                "a {:?} key with user IDs {:?}, subkeys {:?}, expiry {} ({new})",
-                c.new_key.algorithm, c.new_key.user_ids, c.new_key.subkeys, c.new_key.expiry
+                "a {:?} key with user IDs {:?}, subkeys {:?}, expiry {}; write {} and {} (0600) ({new})",
+                c.new_key.algorithm,
+                c.new_key.user_ids,
+                c.new_key.subkeys,
+                c.new_key.expiry,
+                output::NEW_SECRET,
+                output::NEW_REVOCATION
             ),
             Step::Certify => format!(
                 "certify every user ID with each of {} old key(s)",
@@ -141,11 +146,9 @@ fn plan(config: Config) -> anyhow::Result<ExitCode> {
                 "revoke each old key: reason \"key superseded\", naming the new key".to_owned()
             }
             Step::Export => format!(
-                "write {}, {}, {} (0600) and {}",
+                "write {} and {}",
                 output::NEW_PUBLIC_ARMORED,
-                output::NEW_PUBLIC_BINARY,
-                output::NEW_SECRET,
-                output::NEW_REVOCATION
+                output::NEW_PUBLIC_BINARY
             ),
         };
         println!(

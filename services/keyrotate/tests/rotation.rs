@@ -5,8 +5,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
+use common::http::{self, Server};
 use common::{Gpg, files_in, keyrotate, text};
+use testbed::servers::{Host, Server as _, SmtpSink};
 
 const OLD1_PASS: &str = "old one's passphrase";
 const OLD2_PASS: &str = "old two's passphrase";
@@ -387,4 +393,143 @@ fn bad_inputs_are_refused_before_anything_is_written() {
         64,
         &["new_key.user_ids[1]", "holds no e-mail address"],
     );
+}
+
+const HANG: u8 = 0;
+const FAIL: u8 = 1;
+const ACCEPT: u8 = 2;
+
+/// The journal as `keyrotate status --json` prints it.
+fn journal(before: &Before, config: &Path) -> serde_json::Value {
+    let out = before.keyrotate(config, &["status", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_killed_run_and_failed_targets_resume_without_a_second_key() {
+    let before = Before::new();
+    let mode = Arc::new(AtomicU8::new(HANG));
+    let keyserver_mode = mode.clone();
+    let hkp = Server::start_maybe(move |_| match keyserver_mode.load(Ordering::SeqCst) {
+        HANG => None,
+        FAIL => Some(http::text(500, "try again later")),
+        _ => Some(http::text(200, "key added")),
+    });
+    let sink = SmtpSink::start(Host::Loopback).unwrap();
+    let www = before.path("www");
+    let config = before.config(&format!(
+        r#"[publish]
+hkp = ["{hkp}"]
+timeout_secs = 120
+
+[publish.wkd]
+dir = "{www}"
+domain = "example.org"
+
+[notice]
+from = "alice@example.org"
+recipients = ["bob@example.net", "carol@example.com"]
+subject = "New key"
+
+[notice.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+"#,
+        hkp = hkp.url(),
+        www = www.display(),
+        port = sink.addr().port(),
+    ));
+    let hkp_id = format!("hkp {}", hkp.url());
+    let out_dir = before.path("out");
+
+    // The plan checks everything, lists every step as to do, and writes nothing.
+    let plan = before.keyrotate(&config, &["plan"]).output().unwrap();
+    let p = text(&plan);
+    assert!(plan.status.success(), "{p}");
+    for want in [
+        "[todo] generate",
+        "[todo] certify",
+        "[todo] revoke",
+        "[todo] export",
+        &format!("[todo] publish: {hkp_id}"),
+        "[todo] bob@example.net",
+        "[todo] carol@example.com",
+        &format!("({}): secret key unlocked", before.old2),
+    ] {
+        assert!(p.contains(want), "missing {want:?}:\n{p}");
+    }
+    assert!(files_in(&out_dir).is_empty(), "plan wrote {:?}", files_in(&out_dir));
+
+    // Run 1 hangs at the keyserver and is killed there.
+    let mut child = before
+        .keyrotate(&config, &["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while hkp.requests().is_empty() {
+        assert!(Instant::now() < deadline, "run 1 never reached the keyserver");
+        assert!(child.try_wait().unwrap().is_none(), "run 1 ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let new_fpr = fingerprint_of(&before.home, &out_dir.join("new-public.asc"));
+    let j = journal(&before, &config);
+    assert_eq!(j["new_fingerprint"], new_fpr.as_str());
+    assert!(j["publish"].get(&hkp_id).is_none(), "a killed attempt left no outcome: {j}");
+
+    // Run 2: the keyserver fails; the WKD and both notices go out; exit 75.
+    mode.store(FAIL, Ordering::SeqCst);
+    let out = before.keyrotate(&config, &["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    assert!(text(&out).contains(&format!("not published: {hkp_id}")), "{}", text(&out));
+    let mails = sink.wait_for_messages(2, Duration::from_secs(20)).unwrap();
+    let mut to: Vec<String> = mails
+        .iter()
+        .flat_map(|m| m.lines().filter_map(|l| l.strip_prefix("To: ")).map(str::to_owned))
+        .collect();
+    to.sort();
+    assert_eq!(to, ["bob@example.net", "carol@example.com"]);
+    for m in &mails {
+        assert!(m.contains("multipart/signed") && m.contains(&new_fpr), "{m}");
+    }
+    let hash = keyrotate::publish::wkd_hash("alice");
+    let wkd_file = www.join(format!(".well-known/openpgpkey/example.org/hu/{hash}"));
+    let wkd_written = std::fs::metadata(&wkd_file).unwrap().modified().unwrap();
+    let j = journal(&before, &config);
+    assert_eq!(j["publish"][&hkp_id]["done"], false, "{j}");
+    assert!(j["publish"][&hkp_id]["last"].as_str().unwrap().contains("500"), "{j}");
+
+    // Run 3: the keyserver takes the keys; nothing else is repeated.
+    mode.store(ACCEPT, Ordering::SeqCst);
+    let requests_before = hkp.requests().len();
+    let out = before.keyrotate(&config, &["run"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let uploads = &hkp.requests()[requests_before..];
+    assert_eq!(uploads.len(), 3, "the new key and two revoked old keys");
+    assert!(uploads.iter().all(|r| r.method == "POST" && r.path == "/pks/add"));
+    assert_eq!(sink.messages().unwrap().len(), 2, "a notice went out twice");
+    assert_eq!(std::fs::metadata(&wkd_file).unwrap().modified().unwrap(), wkd_written);
+    assert_eq!(fingerprint_of(&before.home, &out_dir.join("new-public.asc")), new_fpr);
+    let j = journal(&before, &config);
+    assert_eq!(j["publish"][&hkp_id]["done"], true, "{j}");
+    assert_eq!(j["publish"][&hkp_id]["attempts"], 2, "{j}");
+    let wkd_id = format!("wkd {} (example.org)", www.display());
+    assert_eq!(j["publish"][&wkd_id]["attempts"], 1, "{j}");
+    for r in ["bob@example.net", "carol@example.com"] {
+        assert_eq!(j["notice"][r]["attempts"], 1, "{j}");
+    }
+
+    // Run 4 has nothing left to do.
+    let requests_before = hkp.requests().len();
+    let out = before.keyrotate(&config, &["run"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(hkp.requests().len(), requests_before);
+    assert_eq!(sink.messages().unwrap().len(), 2);
+    let plan = before.keyrotate(&config, &["plan"]).output().unwrap();
+    assert!(!text(&plan).contains("[todo]"), "{}", text(&plan));
 }
