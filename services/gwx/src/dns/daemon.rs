@@ -6,8 +6,8 @@
 //! dns drain|undrain` and read by the daemon at start, on SIGHUP and every second, so a
 //! drain outlives restarts and takes effect within a second without a signal.
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -98,10 +98,40 @@ fn hostnames(inventory: &Inventory) -> Vec<String> {
     names
 }
 
-fn pool(snapshot: &Snapshot, policy: &Policy) -> anyhow::Result<Pool> {
+/// The draw weight and group of every gateway address.
+#[derive(Debug, Clone, Default)]
+struct Shape(HashMap<IpAddr, (u32, Option<String>)>);
+
+impl Shape {
+    fn of(inventory: &Inventory, dns: &Dns) -> Shape {
+        let mut shape = HashMap::new();
+        for g in &inventory.gateways {
+            for a in &g.public {
+                shape.insert(*a, (dns.weight(*a), g.group.clone()));
+            }
+        }
+        Shape(shape)
+    }
+
+    fn candidate(&self, addr: IpAddr, health: Health) -> Candidate {
+        let c = Candidate::new(addr, health);
+        match self.0.get(&addr) {
+            Some((weight, group)) => {
+                let c = c.with_weight(*weight);
+                match group {
+                    Some(g) => c.with_group(g.clone()),
+                    None => c,
+                }
+            }
+            None => c,
+        }
+    }
+}
+
+fn pool(snapshot: &Snapshot, shape: &Shape, policy: &Policy) -> anyhow::Result<Pool> {
     let candidates: Vec<Candidate> = snapshot
         .iter()
-        .map(|(addr, health)| Candidate::new(*addr, *health))
+        .map(|(addr, health)| shape.candidate(*addr, *health))
         .collect();
     Pool::new(&candidates, policy).context("building the address pool")
 }
@@ -200,7 +230,8 @@ impl Service {
         if !dns.allow_unchecked_at_start {
             first_verdicts(&mut changes, &check, &shutdown).await;
         }
-        let live = Live::new(zone, pool(&changes.borrow_and_update(), &policy)?);
+        let shape = Shape::of(inventory, &dns);
+        let live = Live::new(zone, pool(&changes.borrow_and_update(), &shape, &policy)?);
         let handler = Handler::new(live.clone(), DnsMetrics::register(registry));
         tracing::info!(zone = %dns.zone, listen = ?dns.listen, addresses = checker.snapshot().len(), "serving DNS");
 
@@ -212,7 +243,7 @@ impl Service {
                     changed = changes.changed() => if changed.is_err() { return },
                 }
                 let snapshot = changes.borrow_and_update().clone();
-                match pool(&snapshot, &policy) {
+                match pool(&snapshot, &shape, &policy) {
                     Ok(p) => {
                         for family in [super::select::Family::V4, super::select::Family::V6] {
                             let source = p.source(family);
@@ -272,5 +303,60 @@ impl Service {
             tracing::info!(gateway = %gw, "undrained: back in the answers when healthy");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::select::Family;
+    use appliance::config;
+
+    /// Four gateways: three of provider a, one of provider b, whose address has weight
+    /// 0 in `weights` when asked.
+    fn inventory(weights: &str) -> Inventory {
+        let mut text = String::from("[grid]\nname = \"g\"\n");
+        for (i, group) in ["a", "a", "a", "b"].iter().enumerate() {
+            text += &format!(
+                "[[gateway]]\nid = \"gw{i}\"\npublic = [\"203.0.113.{}\"]\nprivate = [\"192.0.2.{}\"]\ngroup = \"{group}\"\n",
+                10 + i,
+                10 + i
+            );
+        }
+        text += "[[service]]\nname = \"web\"\nprotocol = \"tcp\"\nport = 443\nbackend = \"192.0.2.2:443\"\nmode = \"proxy\"\n\
+                 [dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:5300\"]\nnameservers = [\"ns.example.org\"]\nanswer_count = 2\n";
+        text += weights;
+        config::parse(&text, Path::new("grid.toml")).unwrap()
+    }
+
+    fn draws(inv: &Inventory, health: impl Fn(usize) -> Health) -> Vec<Vec<IpAddr>> {
+        let dns = inv.dns.as_ref().unwrap();
+        let snapshot: Snapshot = (0..4)
+            .map(|i| (IpAddr::from([203, 0, 113, 10 + i as u8]), health(i)))
+            .collect();
+        let policy = Policy {
+            answer_count: dns.answer_count,
+            fallback: dns.fallback.clone(),
+            allow_unchecked_at_start: false,
+        };
+        let pool = pool(&snapshot, &Shape::of(inv, dns), &policy).unwrap();
+        let mut rng = rand::rng();
+        (0..200)
+            .map(|_| pool.select(Family::V4, &mut rng).addrs)
+            .collect()
+    }
+
+    #[test]
+    fn groups_and_weights_from_the_inventory_shape_the_answers() {
+        let b: IpAddr = "203.0.113.13".parse().unwrap();
+        // Spreading over the two groups puts b's only address in every answer.
+        let inv = inventory("");
+        assert!(draws(&inv, |_| Health::Up).iter().all(|a| a.contains(&b)));
+        // Weight 0 makes it a standby: never drawn while others are up ...
+        let inv = inventory("[dns.weights]\n\"203.0.113.13\" = 0\n");
+        assert!(draws(&inv, |_| Health::Up).iter().all(|a| !a.contains(&b)));
+        // ... and drawn when it is the only healthy one.
+        let only_b = draws(&inv, |i| if i == 3 { Health::Up } else { Health::Down });
+        assert!(only_b.iter().all(|a| a == &[b]));
     }
 }

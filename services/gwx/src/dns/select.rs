@@ -44,13 +44,13 @@
 //! * Weighted sampling without replacement by successive draws: each draw takes an
 //!   eligible address with probability `weight / eligible total weight`. That is the
 //!   distribution of Efraimidis–Spirakis keys, with exact integer arithmetic and no
-//!   per-entry scratch. Weight 0 is a standby: drawn only when no eligible address of
-//!   positive weight is left.
+//!   per-entry scratch. Weight 0 is a standby: drawn only when no address of positive
+//!   weight is left to draw.
 //! * Groups (provider, country): each draw is restricted to the addresses whose group
 //!   is used least in the answer so far, so an answer covers `min(N, groups)` groups
-//!   before it takes a second address from any group. Spreading ranks above weight. An
-//!   address without a group is a group of its own: unlabelled addresses do not
-//!   constrain the spreading.
+//!   before it takes a second address from any group. Spreading ranks above weight,
+//!   but never brings in a standby. An address without a group is a group of its own:
+//!   unlabelled addresses do not constrain the spreading.
 //! * An address listed twice is used once, as its first listing says.
 //!
 //! Rejected: computing Efraimidis–Spirakis keys `u^(1/w)` and keeping the `N` largest
@@ -330,11 +330,21 @@ impl Draw {
         let mut addrs = Vec::with_capacity(n);
         for round in 0..n {
             let taken = &chosen[..round];
+            // Standbys (weight 0) only once no address of positive weight is left, even
+            // where spreading would favour a standby's group: the operator said "not
+            // unless needed", and that ranks above spreading.
+            let standby_only = self
+                .entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| taken.contains(&i) || e.weight == 0);
+            let open =
+                move |i: usize, e: &Entry| !taken.contains(&i) && (e.weight > 0 || standby_only);
             let least = if self.grouped {
                 self.entries
                     .iter()
                     .enumerate()
-                    .filter(|(i, _)| !taken.contains(i))
+                    .filter(|(i, e)| open(*i, e))
                     .map(|(_, e)| self.uses(e, taken))
                     .min()
                     .unwrap_or(0)
@@ -345,7 +355,7 @@ impl Draw {
                 self.entries
                     .iter()
                     .enumerate()
-                    .filter(move |(i, e)| !taken.contains(i) && self.uses(e, taken) == least)
+                    .filter(move |(i, e)| open(*i, e) && self.uses(e, taken) == least)
             };
             let (total, count) = eligible().fold((0u64, 0usize), |(total, count), (_, e)| {
                 (total + u64::from(e.weight), count + 1)

@@ -8,6 +8,11 @@
 //! answers, and the parent zone needs the same addresses as glue for the delegation.
 //! Name servers outside the zone take no glue here: their own zone serves them.
 //!
+//! Each address is drawn in proportion to its weight in `[dns.weights]` (default 1; 0 is
+//! a standby, drawn only when no address of positive weight is healthy), and answers
+//! spread over the gateways' `group`s (provider, site, country) before they take a
+//! second address from any group.
+//!
 //! ```toml
 //! [dns]
 //! zone = "example.net"
@@ -25,6 +30,9 @@
 //! fall = 3
 //! http = { path = "/healthz" }            # optional; Host is the service's name
 //!
+//! [dns.weights]                           # optional: default 1, 0 = standby
+//! "203.0.113.11" = 3                      # three times as often as weight 1
+//!
 //! [dns.glue]                              # every in-zone name server, no other name
 //! "ns1.example.net" = ["203.0.113.53", "2001:db8::53"]
 //! "ns2.example.net" = ["198.51.100.53"]
@@ -36,7 +44,7 @@ use std::net::{IpAddr, SocketAddr};
 use appliance::config::Problems;
 use serde::Deserialize;
 
-use super::{Protocol, Service};
+use super::{Gateway, Protocol, Service};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +73,9 @@ pub struct Dns {
     /// `nameservers`, case and trailing dot aside).
     #[serde(default)]
     pub glue: BTreeMap<String, Vec<IpAddr>>,
+    /// Draw weights by gateway address (default 1).
+    #[serde(default)]
+    pub weights: BTreeMap<IpAddr, u32>,
 }
 
 fn default_answer_count() -> usize {
@@ -121,7 +132,29 @@ pub struct HttpCheck {
 impl Dns {
     /// Checks the section (found at `dns`), given the inventory's services (their
     /// hostnames, and whether any is TCP).
-    pub fn validate_at(&self, p: &mut Problems, services: &[Service]) {
+    /// The highest weight: a draw sums weights of up to a few hundred addresses in a
+    /// u64, and a weight of a million means nothing more than one of a thousand.
+    pub const MAX_WEIGHT: u32 = 1000;
+
+    /// The weight of `addr` (default 1).
+    pub fn weight(&self, addr: IpAddr) -> u32 {
+        self.weights.get(&addr).copied().unwrap_or(1)
+    }
+
+    pub fn validate_at(&self, p: &mut Problems, services: &[Service], gateways: &[Gateway]) {
+        for (addr, weight) in &self.weights {
+            let key = format!("dns.weights.\"{addr}\"");
+            p.check(
+                gateways.iter().any(|g| g.public.contains(addr)),
+                key.clone(),
+                format!("{addr} is no gateway's public address"),
+            );
+            p.check(
+                *weight <= Self::MAX_WEIGHT,
+                key,
+                format!("expected 0 to {}, got {weight}", Self::MAX_WEIGHT),
+            );
+        }
         let has_tcp_service = services.iter().any(|s| s.protocol == Protocol::Tcp);
         p.check(
             is_domain(&self.zone),

@@ -52,6 +52,10 @@ pub struct Gateway {
     /// This gateway's own addresses toward the backend: the source of forwarded
     /// connections (SNAT in L3 mode) and what the backend ruleset allows.
     pub private: Vec<IpAddr>,
+    /// Provider, site or country: DNS answers spread over as many groups as they can,
+    /// so one provider's outage or one blocked country takes out a part of each answer.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -255,7 +259,7 @@ impl Validate for Inventory {
         );
         self.runtime.validate_at("runtime", p);
         if let Some(dns) = &self.dns {
-            dns.validate_at(p, &self.services);
+            dns.validate_at(p, &self.services, &self.gateways);
         }
 
         let mut ids = HashSet::new();

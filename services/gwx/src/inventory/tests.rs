@@ -269,3 +269,38 @@ fn dns_glue_is_checked_against_the_name_servers() {
         )]
     );
 }
+
+/// `[dns.weights]` names gateway addresses only, within the bounds; `group` is free text.
+#[test]
+fn dns_weights_and_groups() {
+    let dns = "\n[dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:5300\"]\nnameservers = [\"ns.example.org\"]\n";
+    let good = format!(
+        "{}{dns}\n[dns.weights]\n\"203.0.113.11\" = 0\n",
+        MINIMAL.replace(
+            "private = [\"192.0.2.11\"]",
+            "private = [\"192.0.2.11\"]\ngroup = \"provider-a\""
+        )
+    );
+    let inv = config::parse::<Inventory>(&good, Path::new("grid.toml")).unwrap();
+    assert_eq!(inv.gateways[0].group.as_deref(), Some("provider-a"));
+    let d = inv.dns.unwrap();
+    assert_eq!(d.weight("203.0.113.11".parse().unwrap()), 0);
+    assert_eq!(d.weight("203.0.113.99".parse().unwrap()), 1);
+
+    let bad =
+        format!("{MINIMAL}{dns}\n[dns.weights]\n\"203.0.113.99\" = 2\n\"203.0.113.11\" = 1001\n");
+    let got: Vec<(String, String)> = problems(&bad).into_iter().map(|p| (p.0, p.2)).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "dns.weights.\"203.0.113.11\"".to_owned(),
+                "expected 0 to 1000, got 1001".to_owned()
+            ),
+            (
+                "dns.weights.\"203.0.113.99\"".to_owned(),
+                "203.0.113.99 is no gateway's public address".to_owned()
+            ),
+        ]
+    );
+}
