@@ -92,3 +92,110 @@ pub fn revoke(old: &mut OldKey, new_fingerprint: &str) -> anyhow::Result<Cert> {
         .context("adding the revocation")?
         .0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sequoia_openpgp::policy::StandardPolicy;
+    use sequoia_openpgp::types::{PublicKeyAlgorithm, RevocationStatus};
+
+    use super::*;
+
+    fn spec(algorithm: Algorithm, subkeys: Vec<Subkey>) -> NewKey {
+        NewKey {
+            user_ids: vec![
+                "Alice <alice@example.org>".into(),
+                "alice@example.com".into(),
+            ],
+            algorithm,
+            expiry: "1y".into(),
+            subkeys,
+            passphrase_file: None,
+            passphrase_env: None,
+        }
+    }
+
+    fn old_key(uid: &str) -> OldKey {
+        let (cert, _) = CertBuilder::general_purpose(Some(uid)).generate().unwrap();
+        let keypair = |k: &Cert| {
+            k.primary_key()
+                .key()
+                .clone()
+                .parts_into_secret()
+                .unwrap()
+                .into_keypair()
+                .unwrap()
+        };
+        OldKey {
+            label: "old_key[0]".into(),
+            primary: keypair(&cert),
+            signer: keypair(&cert),
+            cert,
+        }
+    }
+
+    #[test]
+    fn rsa_on_request_v4_with_the_asked_subkeys_and_expiry() {
+        let (cert, rev) = generate(&spec(Algorithm::Rsa4096, vec![Subkey::Encrypt]), None).unwrap();
+        let primary = cert.primary_key().key();
+        assert_eq!(primary.version(), 4);
+        assert_eq!(primary.pk_algo(), PublicKeyAlgorithm::RSAEncryptSign);
+        assert_eq!(primary.mpis().bits(), Some(4096));
+        let policy = StandardPolicy::new();
+        let valid = cert.with_policy(&policy, None).unwrap();
+        let subkeys: Vec<_> = valid.keys().subkeys().collect();
+        assert_eq!(subkeys.len(), 1);
+        assert!(subkeys[0].for_transport_encryption() && subkeys[0].for_storage_encryption());
+        let expires = valid.primary_key().key_validity_period().unwrap();
+        assert_eq!(expires, Duration::from_secs(31_557_600));
+        assert_eq!(rev.typ(), SignatureType::KeyRevocation);
+    }
+
+    #[test]
+    fn certifications_and_a_superseded_revocation() {
+        let (new, _) = generate(
+            &spec(Algorithm::Cv25519, vec![Subkey::Sign, Subkey::Auth]),
+            Some("pw".into()),
+        )
+        .unwrap();
+        assert!(new.primary_key().key().has_secret());
+        let mut olds = vec![old_key("old1@example.org"), old_key("old2@example.org")];
+        let certified = certify(new.clone(), olds.iter_mut()).unwrap();
+        for uid in certified.userids() {
+            for old in &olds {
+                let by_old: Vec<_> = uid
+                    .certifications()
+                    .filter(|s| {
+                        s.issuer_fingerprints()
+                            .any(|f| *f == old.cert.fingerprint())
+                    })
+                    .collect();
+                assert_eq!(by_old.len(), 1, "{:?}", uid.userid());
+                let mut sig = by_old[0].clone();
+                sig.verify_userid_binding(
+                    old.cert.primary_key().key(),
+                    certified.primary_key().key(),
+                    uid.userid(),
+                )
+                .unwrap();
+            }
+        }
+
+        let revoked = revoke(&mut olds[0], &new.fingerprint().to_hex()).unwrap();
+        assert!(
+            !revoked.is_tsk(),
+            "the revoked old key goes out public only"
+        );
+        let policy = StandardPolicy::new();
+        let RevocationStatus::Revoked(sigs) = revoked.revocation_status(&policy, None) else {
+            panic!("not revoked");
+        };
+        let (reason, message) = sigs[0].reason_for_revocation().unwrap();
+        assert_eq!(reason, ReasonForRevocation::KeySuperseded);
+        assert_eq!(
+            message,
+            format!("superseded by {}", new.fingerprint().to_hex()).as_bytes()
+        );
+    }
+}

@@ -401,7 +401,10 @@ const ACCEPT: u8 = 2;
 
 /// The journal as `keyrotate status --json` prints it.
 fn journal(before: &Before, config: &Path) -> serde_json::Value {
-    let out = before.keyrotate(config, &["status", "--json"]).output().unwrap();
+    let out = before
+        .keyrotate(config, &["status", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -460,7 +463,11 @@ security = "none"
     ] {
         assert!(p.contains(want), "missing {want:?}:\n{p}");
     }
-    assert!(files_in(&out_dir).is_empty(), "plan wrote {:?}", files_in(&out_dir));
+    assert!(
+        files_in(&out_dir).is_empty(),
+        "plan wrote {:?}",
+        files_in(&out_dir)
+    );
 
     // Run 1 hangs at the keyserver and is killed there.
     let mut child = before
@@ -471,7 +478,10 @@ security = "none"
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while hkp.requests().is_empty() {
-        assert!(Instant::now() < deadline, "run 1 never reached the keyserver");
+        assert!(
+            Instant::now() < deadline,
+            "run 1 never reached the keyserver"
+        );
         assert!(child.try_wait().unwrap().is_none(), "run 1 ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -480,29 +490,49 @@ security = "none"
     let new_fpr = fingerprint_of(&before.home, &out_dir.join("new-public.asc"));
     let j = journal(&before, &config);
     assert_eq!(j["new_fingerprint"], new_fpr.as_str());
-    assert!(j["publish"].get(&hkp_id).is_none(), "a killed attempt left no outcome: {j}");
+    assert!(
+        j["publish"].get(&hkp_id).is_none(),
+        "a killed attempt left no outcome: {j}"
+    );
 
     // Run 2: the keyserver fails; the WKD and both notices go out; exit 75.
     mode.store(FAIL, Ordering::SeqCst);
     let out = before.keyrotate(&config, &["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
-    assert!(text(&out).contains(&format!("not published: {hkp_id}")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("not published: {hkp_id}")),
+        "{}",
+        text(&out)
+    );
     let mails = sink.wait_for_messages(2, Duration::from_secs(20)).unwrap();
     let mut to: Vec<String> = mails
         .iter()
-        .flat_map(|m| m.lines().filter_map(|l| l.strip_prefix("To: ")).map(str::to_owned))
+        .flat_map(|m| {
+            m.lines()
+                .filter_map(|l| l.strip_prefix("To: "))
+                .map(str::to_owned)
+        })
         .collect();
     to.sort();
     assert_eq!(to, ["bob@example.net", "carol@example.com"]);
     for m in &mails {
-        assert!(m.contains("multipart/signed") && m.contains(&new_fpr), "{m}");
+        assert!(
+            m.contains("multipart/signed") && m.contains(&new_fpr),
+            "{m}"
+        );
     }
     let hash = keyrotate::publish::wkd_hash("alice");
     let wkd_file = www.join(format!(".well-known/openpgpkey/example.org/hu/{hash}"));
     let wkd_written = std::fs::metadata(&wkd_file).unwrap().modified().unwrap();
     let j = journal(&before, &config);
     assert_eq!(j["publish"][&hkp_id]["done"], false, "{j}");
-    assert!(j["publish"][&hkp_id]["last"].as_str().unwrap().contains("500"), "{j}");
+    assert!(
+        j["publish"][&hkp_id]["last"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{j}"
+    );
 
     // Run 3: the keyserver takes the keys; nothing else is repeated.
     mode.store(ACCEPT, Ordering::SeqCst);
@@ -511,10 +541,20 @@ security = "none"
     assert!(out.status.success(), "{}", text(&out));
     let uploads = &hkp.requests()[requests_before..];
     assert_eq!(uploads.len(), 3, "the new key and two revoked old keys");
-    assert!(uploads.iter().all(|r| r.method == "POST" && r.path == "/pks/add"));
+    assert!(
+        uploads
+            .iter()
+            .all(|r| r.method == "POST" && r.path == "/pks/add")
+    );
     assert_eq!(sink.messages().unwrap().len(), 2, "a notice went out twice");
-    assert_eq!(std::fs::metadata(&wkd_file).unwrap().modified().unwrap(), wkd_written);
-    assert_eq!(fingerprint_of(&before.home, &out_dir.join("new-public.asc")), new_fpr);
+    assert_eq!(
+        std::fs::metadata(&wkd_file).unwrap().modified().unwrap(),
+        wkd_written
+    );
+    assert_eq!(
+        fingerprint_of(&before.home, &out_dir.join("new-public.asc")),
+        new_fpr
+    );
     let j = journal(&before, &config);
     assert_eq!(j["publish"][&hkp_id]["done"], true, "{j}");
     assert_eq!(j["publish"][&hkp_id]["attempts"], 2, "{j}");

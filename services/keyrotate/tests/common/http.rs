@@ -58,7 +58,9 @@ impl Server {
     }
 
     /// Answers each request as `handler` says, or holds it unanswered on `None`.
-    pub fn start_maybe(handler: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static) -> Server {
+    pub fn start_maybe(
+        handler: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
+    ) -> Server {
         let handler: Arc<Handler> = Arc::new(handler);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
