@@ -172,7 +172,7 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(by_old.len(), 1, "{:?}", uid.userid());
-                let mut sig = by_old[0].clone();
+                let sig = by_old[0].clone();
                 sig.verify_userid_binding(
                     old.cert.primary_key().key(),
                     certified.primary_key().key(),
