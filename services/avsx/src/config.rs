@@ -438,7 +438,10 @@ impl Validate for Config {
             p.check(
                 l.url.starts_with("ldap://") || l.url.starts_with("ldaps://"),
                 "recipients.ldap.url",
-                format!("expected ldap://host:port or ldaps://host:port, got {:?}", l.url),
+                format!(
+                    "expected ldap://host:port or ldaps://host:port, got {:?}",
+                    l.url
+                ),
             );
             p.check(
                 l.filter.contains("%s") && l.filter.starts_with('(') && l.filter.ends_with(')'),
@@ -506,7 +509,10 @@ impl Validate for Config {
         p.check(
             self.stats.path.is_absolute(),
             "stats.path",
-            format!("expected an absolute path, got {:?}", self.stats.path.display()),
+            format!(
+                "expected an absolute path, got {:?}",
+                self.stats.path.display()
+            ),
         );
         self.runtime.validate_at("runtime", p);
     }

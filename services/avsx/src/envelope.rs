@@ -56,7 +56,13 @@ impl Reply {
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.code, self.enhanced, self.lines.join(" / "))
+        write!(
+            f,
+            "{} {} {}",
+            self.code,
+            self.enhanced,
+            self.lines.join(" / ")
+        )
     }
 }
 

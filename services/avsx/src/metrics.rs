@@ -31,7 +31,9 @@ struct ScannerLabel {
 
 fn scan_histogram() -> Histogram {
     // 5 ms to ~40 s: clamd on a small mail answers in milliseconds, spamd in tenths.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.005, 2.0, 14,
+    ))
 }
 
 #[derive(Clone, Debug)]
@@ -58,11 +60,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn register(registry: &mut Registry) -> Metrics {
+    /// Registers on the runtime's registry, which prefixes every name with `avsx_`.
+    pub fn register(r: &mut Registry) -> Metrics {
         let m = Metrics::default();
-        let r = registry.sub_registry_with_prefix("avsx");
-        r.register("connections", "SMTP connections accepted", m.connections.clone());
-        r.register("active_connections", "SMTP connections open now", m.active.clone());
+        r.register(
+            "connections",
+            "SMTP connections accepted",
+            m.connections.clone(),
+        );
+        r.register(
+            "active_connections",
+            "SMTP connections open now",
+            m.active.clone(),
+        );
         r.register(
             "sessions",
             "SMTP sessions ended, by outcome (quit, timeout, error, tls_failed, refused, ...)",

@@ -52,11 +52,23 @@ fn defaults() {
 #[test]
 fn problems_name_their_keys() {
     let text = GOOD
-        .replace("hostname = \"mx1.example.org\"", "hostname = \"mx1\"\nmax_line_bytes = 80")
-        .replace("domains = [\"example.org\"]", "domains = [\"example..org\"]")
-        .replace("base = \"dc=example,dc=org\"", "base = \"dc=example,dc=org\"\nfilter = \"mail=x\"")
+        .replace(
+            "hostname = \"mx1.example.org\"",
+            "hostname = \"mx1\"\nmax_line_bytes = 80",
+        )
+        .replace(
+            "domains = [\"example.org\"]",
+            "domains = [\"example..org\"]",
+        )
+        .replace(
+            "base = \"dc=example,dc=org\"",
+            "base = \"dc=example,dc=org\"\nfilter = \"mail=x\"",
+        )
         .replace("address = \"127.0.0.1:783\"", "address = \"spamd\"")
-        .replace("[relay]\naddress = \"mail.internal:25\"", "[scan]\ntag_level = 20.0\n\n[relay]\naddress = \"mail.internal\"");
+        .replace(
+            "[relay]\naddress = \"mail.internal:25\"",
+            "[scan]\ntag_level = 20.0\n\n[relay]\naddress = \"mail.internal\"",
+        );
     let e = parse(&text).unwrap_err().to_string();
     for want in [
         "key `smtp.hostname`: expected the host's fully qualified name",
