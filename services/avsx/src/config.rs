@@ -1,63 +1,8 @@
 //! `/etc/avsx/avsx.toml`: where avsx listens and with which limits, whom it accepts mail
 //! for, how mail is judged, where clean mail goes, and where verdicts are kept.
 //!
-//! ```toml
-//! [smtp]
-//! listen = ["0.0.0.0:25", "[::]:25"]
-//! hostname = "mx1.example.org"            # greeting, EHLO, Received
-//! max_message_bytes = 26214400            # SIZE; larger mail is refused (552)
-//! max_recipients = 100
-//! max_line_bytes = 1000                   # RFC 5321: 998 octets + CRLF
-//! command_timeout_secs = 300
-//! data_timeout_secs = 600
-//! max_connections = 1000
-//! max_connections_per_ip = 20
-//!
-//! [smtp.tls]                              # STARTTLS; reloaded on SIGHUP
-//! cert = "/etc/avsx/tls/fullchain.pem"
-//! key = "/etc/avsx/tls/key.pem"
-//!
-//! [recipients]
-//! domains = ["example.org", "example.com"]  # mail for other domains is refused (relay denied)
-//! map = "/var/lib/avsx/relay_recipients"  # one address per line (`addr` or `addr OK`)
-//!
-//! [recipients.ldap]                       # for addresses not in the map
-//! url = "ldap://dc1.example.org:389"
-//! bind_dn = "cn=avsx,ou=services,dc=example,dc=org"
-//! password_file = "/etc/avsx/ldap.pass"
-//! base = "dc=example,dc=org"
-//! filter = "(|(mail=%s)(proxyAddresses=smtp:%s))"
-//! timeout_ms = 3000
-//! cache_secs = 300                        # found addresses
-//! negative_cache_secs = 60                # addresses not found
-//! max_shrink_percent = 10                 # `avsx recipients sync` refuses a bigger shrink
-//!
-//! [scan]
-//! tag_level = 4.5                         # X-Spam-* headers from this score
-//! kill_level = 16.0                       # rejected (550) from this score
-//! subject_tag = "[SPAM]"                  # optional: prefix tagged subjects
-//! on_failure = "tempfail"                 # or "accept_unscanned": a scanner down or odd
-//! oversize = "tempfail"                   # over a scanner's max_bytes: "reject",
-//!                                         # "tempfail" or "accept_unscanned" (headers say so)
-//! [scan.spamd]
-//! address = "127.0.0.1:783"
-//! timeout_ms = 30000
-//! max_bytes = 512000
-//! [scan.clamd]
-//! address = "127.0.0.1:3310"
-//! timeout_ms = 30000
-//! max_bytes = 26214400
-//!
-//! [relay]
-//! address = "10.0.0.25:25"                # the internal mail server
-//! timeout_secs = 120
-//!
-//! [stats]
-//! path = "/var/lib/avsx/verdicts.jsonl"
-//!
-//! [runtime]
-//! metrics_listen = "127.0.0.1:9125"
-//! ```
+//! The annotated example, every section and its defaults, is
+//! [`config/avsx/avsx.toml`](../../../config/avsx/avsx.toml) (a test loads it).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

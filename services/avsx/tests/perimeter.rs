@@ -118,7 +118,7 @@ struct Perimeter {
     smtp: SocketAddr,
     metrics: String,
     config: PathBuf,
-    _process: Process,
+    process: Process,
 }
 
 fn avsx(config: &Path, args: &[&str]) -> Command {
@@ -220,7 +220,7 @@ metrics_listen = "{metrics}"
             smtp,
             metrics,
             config,
-            _process: process,
+            process,
         }
     }
 
@@ -372,6 +372,48 @@ fn the_perimeter_with_its_real_peers() {
         "and again\n",
     );
     assert_eq!(code, 451, "{text}");
+
+    // `avsx recipients sync --dry-run` lists what LDAP holds and writes nothing; a map
+    // change is picked up on SIGHUP.
+    let map = avsx_run.dir.path().join("relay_recipients");
+    let before = std::fs::read_to_string(&map).unwrap();
+    let sync = avsx(&avsx_run.config, &["recipients", "sync", "--dry-run"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&sync.stdout);
+    assert!(
+        sync.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    for a in [
+        "alice@perimeter.test",
+        "bob@perimeter.test",
+        "robert@perimeter.test",
+    ] {
+        assert!(out.contains(a), "{a} missing:\n{out}");
+    }
+    assert_eq!(std::fs::read_to_string(&map).unwrap(), before);
+    assert_eq!(c.cmd("MAIL FROM:<sender@example.net>").0, 250);
+    assert_eq!(c.cmd("RCPT TO:<dave@perimeter.test>").0, 550);
+    std::fs::write(&map, format!("{before}dave@perimeter.test\n")).unwrap();
+    avsx_run
+        .process
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    // Each refused RCPT counts toward the session's error limit: wait for the reload's
+    // log line instead of asking until it works.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !avsx_run.log().contains("recipient map re-read") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload on SIGHUP:\n{}",
+            avsx_run.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.cmd("RCPT TO:<dave@perimeter.test>").0, 250);
+    assert_eq!(c.cmd("RSET").0, 250);
 
     // LDAP down: an address it would have to ask for is 451, never accepted; the static
     // map still answers.

@@ -82,3 +82,11 @@ fn problems_name_their_keys() {
         assert!(e.contains(want), "missing {want:?} in:\n{e}");
     }
 }
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/avsx/avsx.toml");
+    let c: Config = appliance::config::load(&path).unwrap();
+    assert_eq!(c.recipients.domains, ["example.org", "example.com"]);
+    assert!(c.scan.spamd.is_some() && c.scan.clamd.is_some() && c.smtp.tls.is_some());
+}
