@@ -54,3 +54,28 @@ impl CommonArgs {
         }
     }
 }
+
+/// The body of every service's `main`, after argument parsing: logging as the common
+/// options say, then `run`. An error is printed as `name: what: why: ...` and exits 64
+/// when its chain holds a config error or something `is_usage` calls one, else 1.
+pub fn main(
+    name: &str,
+    common: &CommonArgs,
+    run: impl FnOnce() -> anyhow::Result<std::process::ExitCode>,
+    is_usage: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> std::process::ExitCode {
+    if let Err(e) = crate::logging::init(common.log_format, &common.log_level) {
+        eprintln!("{name}: {e}");
+        return std::process::ExitCode::from(EXIT_CONFIG as u8);
+    }
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            let usage = e
+                .chain()
+                .any(|c| c.is::<crate::config::ConfigError>() || is_usage(c));
+            std::process::ExitCode::from((if usage { EXIT_CONFIG } else { EXIT_FAILURE }) as u8)
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! * [`state`]: atomic, durable state files.
 //! * [`cli`] and [`runtime_config`]: the options and config section all services share.
 
+pub mod accept;
 pub mod cli;
 pub mod config;
 pub mod endpoint;

@@ -9,15 +9,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    if let Err(e) = appliance::logging::init(args.common.log_format, &args.common.log_level) {
-        eprintln!("gwx: {e}");
-        return ExitCode::from(appliance::cli::EXIT_CONFIG as u8);
-    }
-    match cli::dispatch(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("gwx: {e:#}");
-            ExitCode::from(cli::exit_code(&e))
-        }
-    }
+    let common = args.common.clone();
+    appliance::cli::main(
+        "gwx",
+        &common,
+        || cli::dispatch(args),
+        |c| c.is::<cli::UsageError>(),
+    )
 }

@@ -38,58 +38,34 @@ fn inventory() -> String {
     text
 }
 
-/// Asks `dig` for www.example.net `qtype` `queries` times in one batch run and returns
-/// the answers, `per_answer` addresses each (checked: `+short` prints one line per
-/// record, so a batch splits into answers only when every answer has that many).
+/// `dig +short` at gwx's DNS with `tail` (a name and type, or `-f FILE`): one line per
+/// record.
+fn dig(grid: &Grid, tail: &[&str]) -> Vec<String> {
+    let mut args = vec!["@127.0.0.1", "-p", PORT, "+short", "+tries=1", "+time=2"];
+    args.extend_from_slice(tail);
+    let out = grid.client.exec("dig", &args).unwrap();
+    out.lines().map(str::to_owned).collect()
+}
+
+/// Asks for www.example.net `qtype` `queries` times in one batch run and returns the
+/// answers, `per_answer` addresses each (checked: a batch splits into answers only
+/// when every answer has that many).
 fn ask_batch(grid: &Grid, qtype: &str, queries: usize, per_answer: usize) -> Vec<Vec<String>> {
     let batch = format!("www.example.net {qtype}\n").repeat(queries);
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), batch).unwrap();
-    let path = file.path().display().to_string();
-    let out = grid
-        .client
-        .exec(
-            "dig",
-            &[
-                "@127.0.0.1",
-                "-p",
-                PORT,
-                "+short",
-                "+tries=1",
-                "+time=2",
-                "-f",
-                &path,
-            ],
-        )
-        .unwrap();
-    let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    let lines = dig(grid, &["-f", &file.path().display().to_string()]);
     assert_eq!(
         lines.len(),
         queries * per_answer,
-        "{queries} answers of {per_answer} expected, dig printed:\n{out}"
+        "{queries} answers of {per_answer} expected, dig printed:\n{lines:?}"
     );
     lines.chunks(per_answer).map(<[String]>::to_vec).collect()
 }
 
 /// The A records `dig` gets for www.example.net.
 fn ask(grid: &Grid) -> Vec<String> {
-    let out = grid
-        .client
-        .exec(
-            "dig",
-            &[
-                "@127.0.0.1",
-                "-p",
-                PORT,
-                "+short",
-                "+tries=1",
-                "+time=2",
-                "www.example.net",
-                "A",
-            ],
-        )
-        .unwrap();
-    out.lines().map(str::to_owned).collect()
+    dig(grid, &["www.example.net", "A"])
 }
 
 fn public(gateways: &[usize]) -> BTreeSet<String> {

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use appliance::cli::CommonArgs;
-use appliance::config::ConfigError;
 
 use keyrotate::config::Config;
 use keyrotate::journal::{Journal, Step};
@@ -230,14 +229,4 @@ fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// 64 for a bad config, 1 for anything else.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    let usage = e.chain().any(|c| c.is::<ConfigError>());
-    (if usage {
-        appliance::cli::EXIT_CONFIG
-    } else {
-        appliance::cli::EXIT_FAILURE
-    }) as u8
 }

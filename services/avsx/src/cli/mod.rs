@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use appliance::cli::CommonArgs;
-use appliance::config::ConfigError;
 use avsx::config::Config;
 use clap::{Parser, Subcommand};
 
@@ -84,14 +83,4 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
         }
         Command::Stats(a) => stats::run(&config, &a),
     }
-}
-
-/// 64 for a bad config, 1 for anything else.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    let usage = e.chain().any(|c| c.is::<ConfigError>());
-    (if usage {
-        appliance::cli::EXIT_CONFIG
-    } else {
-        appliance::cli::EXIT_FAILURE
-    }) as u8
 }

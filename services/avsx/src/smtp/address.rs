@@ -6,8 +6,6 @@
 
 /// RFC 5321 4.5.3.1.3: a path is at most 256 octets, brackets included.
 const MAX_PATH: usize = 256;
-/// RFC 5321 4.5.3.1.2.
-const MAX_DOMAIN: usize = 255;
 
 /// Why a path was refused; the text goes into the 501 reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,17 +137,10 @@ fn is_quoted_string(s: &str) -> bool {
 }
 
 /// Letters, digits and hyphens in dot-separated labels (a single label is allowed too:
-/// RFC 5321 does not forbid it, and the backend decides whether it is ours).
+/// RFC 5321 does not forbid it, and the backend decides whether it is ours); no
+/// trailing dot in an address.
 fn is_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_DOMAIN
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+    !s.ends_with('.') && crate::config::is_hostname(s)
 }
 
 /// `[192.0.2.1]` or `[IPv6:2001:db8::1]`.

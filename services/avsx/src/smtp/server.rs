@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -139,15 +138,7 @@ async fn accept(
     loop {
         let (tcp, client) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning on the error.
-                    tracing::warn!(?local, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = appliance::accept::accept(&listener) => accepted,
         };
         let active = shared.metrics.connection();
         match limits.acquire(client.ip()) {

@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use appliance::ConfigError;
-use appliance::cli::{CommonArgs, EXIT_CONFIG, EXIT_FAILURE};
+use appliance::cli::CommonArgs;
 use clap::{Parser, Subcommand};
 use gwx::inventory::Inventory;
 
@@ -120,14 +119,7 @@ pub fn require_gateway(inv: &Inventory, path: &Path, id: &str) -> anyhow::Result
     .into())
 }
 
+/// A mistake in the command line (exit 64), as a config error is.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct UsageError(String);
-
-/// 64 for bad config or usage anywhere in the chain, else 1.
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    let usage = e
-        .chain()
-        .any(|c| c.is::<ConfigError>() || c.is::<UsageError>());
-    (if usage { EXIT_CONFIG } else { EXIT_FAILURE }) as u8
-}
+pub struct UsageError(pub String);
