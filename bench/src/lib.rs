@@ -16,8 +16,9 @@
 //! * [`table`]: plain-text tables and ratios for the report.
 //!
 //! The benchmarks: [`gwx_forward`] (binary `gwx-forward`), [`gwx_bans`] (binary
-//! `gwx-bans`), [`gwx_dns`] (binary `gwx-dns`).
+//! `gwx-bans`), [`gwx_dns`] (binary `gwx-dns`), [`avsx`] (binary `avsx-relay`).
 
+pub mod avsx;
 pub mod cmd;
 pub mod daemon;
 pub mod forwarders;

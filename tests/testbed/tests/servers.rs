@@ -11,8 +11,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use testbed::servers::{
-    Clamd, EICAR, EICAR_SIGNATURE, Host, MariaDb, MariaDbOptions, Nginx, SServer, Scan, Server,
-    Slapd, SmtpSink, Spamd,
+    Clamd, EICAR, EICAR_SIGNATURE, Host, MariaDb, MariaDbOptions, Nginx, Postfix, PostfixOptions,
+    SServer, Scan, Server, Slapd, SmtpSink, Spamd,
 };
 use testbed::{Error, Netns};
 
@@ -265,6 +265,111 @@ fn smtp_sink_accepts_a_mail_and_keeps_it() {
     assert!(delivered.contains("Hello Bob."), "{delivered}");
 }
 
+/// Sends each command and checks the reply's code; returns the replies.
+fn converse(smtp: &mut TcpStream, steps: &[(&str, &str)]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|(command, code)| {
+            smtp.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+            expect_reply(smtp, code)
+        })
+        .collect()
+}
+
+#[test]
+fn smtp_sink_discarding_only_counts() {
+    let sink = SmtpSink::start_discarding(Host::Loopback).unwrap();
+    assert_eq!(sink.delivered().unwrap(), 0);
+    let mut smtp = TcpStream::connect(sink.addr()).unwrap();
+    smtp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    expect_reply(&mut smtp, "220");
+    for _ in 0..2 {
+        converse(
+            &mut smtp,
+            &[
+                ("EHLO client.perimeter.test", "250"),
+                ("MAIL FROM:<alice@perimeter.test>", "250"),
+                ("RCPT TO:<bob@perimeter.test>", "250"),
+                ("DATA", "354"),
+                (&format!("{}.", mail("Hello Bob.")), "250"),
+            ],
+        );
+    }
+    converse(&mut smtp, &[("QUIT", "221")]);
+    assert_eq!(sink.delivered().unwrap(), 2);
+    let err = sink.messages().unwrap_err().to_string();
+    assert!(err.contains("keeps no mail"), "{err}");
+}
+
+#[test]
+fn postfix_relays_known_recipients_and_refuses_unknown_ones() {
+    let sink = SmtpSink::start(Host::Loopback).unwrap();
+    let postfix = Postfix::start(
+        Host::Loopback,
+        PostfixOptions {
+            recipients: vec!["bob@perimeter.test".into(), "carol@perimeter.test".into()],
+            ..PostfixOptions::new(sink.addr())
+        },
+    )
+    .unwrap();
+
+    let mut smtp = TcpStream::connect(postfix.addr()).unwrap();
+    smtp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let greeting = expect_reply(&mut smtp, "220");
+    assert!(
+        greeting.starts_with("220 postfix.perimeter.test ESMTP"),
+        "{greeting}"
+    );
+    let replies = converse(
+        &mut smtp,
+        &[
+            ("EHLO client.example.net", "250"),
+            ("MAIL FROM:<alice@example.net>", "250"),
+            // Unknown in a relayed domain: refused at RCPT, as avsx refuses it.
+            ("RCPT TO:<nobody@perimeter.test>", "550"),
+            // Another domain: no relaying, even from loopback.
+            ("RCPT TO:<bob@example.org>", "554"),
+            ("RCPT TO:<bob@perimeter.test>", "250"),
+            ("DATA", "354"),
+            (&format!("{}.", mail("Hello Bob.")), "250"),
+            ("QUIT", "221"),
+        ],
+    );
+    assert!(replies[2].starts_with("550 5.1.1 "), "{}", replies[2]);
+    assert!(replies[2].contains("User unknown"), "{}", replies[2]);
+    assert!(replies[3].contains("Relay access denied"), "{}", replies[3]);
+
+    let messages = sink.wait_for_messages(1, TIMEOUT).unwrap();
+    assert_eq!(messages.len(), 1);
+    let relayed = &messages[0];
+    assert!(
+        relayed.contains("X-Rcpt-Args: <bob@perimeter.test>"),
+        "{relayed}"
+    );
+    assert!(
+        relayed.contains("X-Helo-Args: postfix.perimeter.test"),
+        "{relayed}"
+    );
+    assert!(
+        relayed.contains("by postfix.perimeter.test (Postfix)"),
+        "{relayed}"
+    );
+    assert!(relayed.contains("Hello Bob."), "{relayed}");
+
+    // Relayed means gone from the queue; the log tells the story.
+    let deadline = Instant::now() + TIMEOUT;
+    while postfix.queued().unwrap() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(postfix.queued().unwrap(), 0);
+    let log = postfix.log_tail(100);
+    assert!(log.contains("status=sent"), "{log}");
+    assert!(log.contains("NOQUEUE: reject: RCPT"), "{log}");
+
+    // master, qmgr, postlogd and more: all gone with the handle, and the directory.
+    assert_drop_cleans_up(postfix, 3);
+}
+
 #[test]
 fn nginx_serves_files_from_its_root() {
     let web = Nginx::start_with(Host::Loopback, "add_header X-Frame-Options DENY always;").unwrap();
@@ -457,17 +562,25 @@ fn every_server_works_on_ipv6_inside_a_namespace() {
     let tls = SServer::start(at(443)).unwrap();
     assert!(tls.s_client(&[], b"").unwrap().contains("Verification: OK"));
     let sink = SmtpSink::start(at(25)).unwrap();
+    let postfix = Postfix::start(at(587), PostfixOptions::new(sink.addr())).unwrap();
     let web = Nginx::start(at(80)).unwrap();
-    let (greeting, page) = ns
+    let (greeting, relayed, page) = ns
         .enter(|| {
             let mut smtp = TcpStream::connect(sink.addr()).unwrap();
             smtp.set_read_timeout(Some(TIMEOUT)).unwrap();
+            let mut relay = TcpStream::connect(postfix.addr()).unwrap();
+            relay.set_read_timeout(Some(TIMEOUT)).unwrap();
             (
                 expect_reply(&mut smtp, "220"),
+                expect_reply(&mut relay, "220"),
                 http_get(web.addr(), "/.testbed-ready"),
             )
         })
         .unwrap();
     assert!(greeting.starts_with("220 "), "{greeting}");
+    assert!(
+        relayed.starts_with("220 postfix.perimeter.test "),
+        "{relayed}"
+    );
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
 }

@@ -29,6 +29,7 @@
 mod clamd;
 mod mariadb;
 mod nginx;
+mod postfix;
 mod s_server;
 mod slapd;
 mod smtp_sink;
@@ -37,6 +38,7 @@ mod spamd;
 pub use clamd::{Clamd, EICAR, EICAR_SIGNATURE, Scan};
 pub use mariadb::{MariaDb, MariaDbOptions};
 pub use nginx::Nginx;
+pub use postfix::{Postfix, PostfixOptions};
 pub use s_server::{Certs, SServer};
 pub use slapd::Slapd;
 pub use smtp_sink::SmtpSink;
