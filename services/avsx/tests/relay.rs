@@ -5,14 +5,12 @@
 //! runs on loopback; every server is killed when its handle drops.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use avsx::envelope::{Envelope, Reply};
 use avsx::relay::Relay;
-use testbed::Process;
 use testbed::servers::{Certs, Host, Server, SmtpSink};
 
 /// A message as the SMTP front hands it over: CRLF lines, dot-unstuffed, 8-bit text, a
@@ -155,48 +153,14 @@ fn the_null_sender_and_several_recipients_go_as_given() {
     assert_eq!(d.message, ascii);
 }
 
-/// smtp-sink started by hand with extra options (the testbed's sink accepts all).
-struct OddSink {
-    _process: Process,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-fn odd_sink(options: &[&str]) -> OddSink {
-    testbed::require::root().unwrap();
-    let program = testbed::require::tool("smtp-sink", "postfix").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = testbed::ports::free_port().unwrap();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut cmd = Command::new(program);
-    cmd.args(["-u", "root"])
-        .args(options)
-        .arg(addr.to_string())
-        .arg("16");
-    let mut process = Process::spawn(
-        &format!("smtp-sink {options:?} on {addr}"),
-        cmd,
-        &dir.path().join("smtp-sink.log"),
-    )
-    .unwrap();
-    // Ready when it listens; the greeting itself may be what the test changes.
-    process
-        .wait_ready(Duration::from_secs(10), || {
-            TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
-        .unwrap();
-    OddSink {
-        _process: process,
-        _dir: dir,
-        addr,
-    }
+/// A dumping smtp-sink with extra options (refusals, delays, disconnects).
+fn odd_sink(options: &[&str]) -> SmtpSink {
+    SmtpSink::start_with(Host::Loopback, options).unwrap()
 }
 
 fn send_to_odd_sink(options: &[&str], rcpts: &[&str]) -> Reply {
     let sink = odd_sink(options);
-    let relay = relay_to(sink.addr, 10);
+    let relay = relay_to(sink.addr(), 10);
     send(
         &relay,
         &envelope("alice@example.net", rcpts),
@@ -344,7 +308,7 @@ fn a_server_stalling_after_the_data_is_451_within_the_timeout() {
     // smtp-sink answers the end of data only after 30 s: we must not wait that long,
     // and must not say 250.
     let sink = odd_sink(&["-W", ".:30"]);
-    let relay = relay_to(sink.addr, 2);
+    let relay = relay_to(sink.addr(), 2);
     let started = Instant::now();
     let reply = send(
         &relay,

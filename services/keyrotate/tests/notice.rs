@@ -6,8 +6,7 @@
 //! Everything runs on loopback; every server is killed when its handle drops.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,7 +20,6 @@ use sequoia_openpgp::parse::{PacketParser, PacketParserResult, Parse};
 use sequoia_openpgp::serialize::SerializeInto;
 use sequoia_openpgp::types::HashAlgorithm;
 use sequoia_openpgp::{Cert, Packet, Profile};
-use testbed::Process;
 use testbed::servers::{Host, Server, SmtpSink};
 
 const NEW_UIDS: [&str; 2] = ["Alice Example <alice@example.org>", "alice@example.com"];
@@ -531,51 +529,9 @@ fn non_ascii_subject_and_body_are_encoded_and_still_verify() {
     assert!(verified.contains(&new_signer), "sqop: {verified}");
 }
 
-/// smtp-sink started by hand with extra options (the testbed's sink accepts all).
-struct RefusingSink {
-    _process: Process,
-    _dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-fn refusing_sink(options: &[&str]) -> RefusingSink {
-    testbed::require::root().unwrap();
-    let program = testbed::require::tool("smtp-sink", "postfix").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = testbed::ports::free_port().unwrap();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut cmd = Command::new(program);
-    cmd.args(["-u", "root"])
-        .args(options)
-        .arg(addr.to_string())
-        .arg("16");
-    let mut process = Process::spawn(
-        &format!("smtp-sink {options:?} on {addr}"),
-        cmd,
-        &dir.path().join("smtp-sink.log"),
-    )
-    .unwrap();
-    process
-        .wait_ready(Duration::from_secs(10), || {
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                .map_err(|e| e.to_string())?;
-            s.set_read_timeout(Some(Duration::from_secs(2)))
-                .map_err(|e| e.to_string())?;
-            let mut buf = [0; 256];
-            let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-            let _ = s.write_all(b"QUIT\r\n");
-            if buf[..n].starts_with(b"220 ") {
-                Ok(())
-            } else {
-                Err(format!("greeting {:?}", String::from_utf8_lossy(&buf[..n])))
-            }
-        })
-        .unwrap();
-    RefusingSink {
-        _process: process,
-        _dir: dir,
-        addr,
-    }
+/// A dumping smtp-sink with extra options (refusals, delays, disconnects).
+fn refusing_sink(options: &[&str]) -> SmtpSink {
+    SmtpSink::start_with(Host::Loopback, options).unwrap()
 }
 
 /// Composes a notice and sends it to `to` through `port`; the error it fails with.
@@ -603,7 +559,7 @@ fn a_5xx_refusal_of_the_recipient_is_a_permanent_error_with_its_code() {
         "-B",
         "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown",
     ]);
-    let (text, e) = send_error(sink.addr.port(), "nobody@example.net");
+    let (text, e) = send_error(sink.addr().port(), "nobody@example.net");
     assert_eq!(e.code, Some(550), "{text}");
     assert!(e.permanent, "{text}");
     assert!(
@@ -619,7 +575,7 @@ fn a_5xx_refusal_of_the_recipient_is_a_permanent_error_with_its_code() {
 #[test]
 fn a_4xx_refusal_is_a_temporary_error_with_its_code() {
     let sink = refusing_sink(&["-r", "RCPT", "-b", "451 4.3.0 Try again later"]);
-    let (text, e) = send_error(sink.addr.port(), "bob@example.net");
+    let (text, e) = send_error(sink.addr().port(), "bob@example.net");
     assert_eq!(e.code, Some(451), "{text}");
     assert!(!e.permanent, "{text}");
     assert!(
@@ -633,7 +589,7 @@ fn a_4xx_refusal_is_a_temporary_error_with_its_code() {
 fn a_refusal_after_the_data_is_an_error_too() {
     // RCPT and DATA are accepted; the end of data (".") is answered 554.
     let sink = refusing_sink(&["-f", ".", "-B", "554 5.7.1 Message content rejected"]);
-    let (text, e) = send_error(sink.addr.port(), "bob@example.net");
+    let (text, e) = send_error(sink.addr().port(), "bob@example.net");
     assert_eq!(e.code, Some(554), "{text}");
     assert!(
         e.permanent && text.contains("Message content rejected"),

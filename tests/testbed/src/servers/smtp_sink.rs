@@ -34,16 +34,23 @@ impl_server!(SmtpSink);
 
 impl SmtpSink {
     pub fn start(host: Host<'_>) -> Result<SmtpSink> {
-        Self::start_mode(host, false)
+        Self::start_mode(host, false, &[])
+    }
+
+    /// A dumping sink with extra smtp-sink options, e.g. `["-r", "RCPT", "-b", "451
+    /// 4.3.0 Try again later"]` to refuse recipients with that reply (`man smtp-sink`).
+    /// Ready once it greets, whatever the greeting (an option may change it).
+    pub fn start_with(host: Host<'_>, options: &[&str]) -> Result<SmtpSink> {
+        Self::start_mode(host, false, options)
     }
 
     /// A sink for load tests: accepts everything, keeps nothing, counts the mails
     /// ([`SmtpSink::delivered`]); [`SmtpSink::messages`] fails.
     pub fn start_discarding(host: Host<'_>) -> Result<SmtpSink> {
-        Self::start_mode(host, true)
+        Self::start_mode(host, true, &[])
     }
 
-    fn start_mode(host: Host<'_>, discarding: bool) -> Result<SmtpSink> {
+    fn start_mode(host: Host<'_>, discarding: bool, options: &[&str]) -> Result<SmtpSink> {
         require::root()?;
         let sink = require::tool("smtp-sink", "postfix")?;
 
@@ -57,11 +64,16 @@ impl SmtpSink {
             args.push("-d".to_owned());
             args.push(format!("{}/", dump_dir.display()));
         }
+        args.extend(options.iter().map(|o| o.to_string()));
         args.push(setup.addr().to_string());
         args.push(if discarding { "1024" } else { "64" }.to_owned());
         let run = setup.launch(&sink, &args, Duration::from_secs(20), |s| {
             let greeting = s.talk(b"", |a| a.ends_with(b"\r\n"))?;
-            if greeting.starts_with(b"220 ") {
+            // With extra options the greeting may be a refusal; it must still be one.
+            let is_reply = greeting.len() > 4
+                && greeting[..3].iter().all(u8::is_ascii_digit)
+                && matches!(greeting[3], b' ' | b'-');
+            if greeting.starts_with(b"220 ") || (is_reply && !options.is_empty()) {
                 Ok(())
             } else {
                 Err(format!("greeting {:?}", String::from_utf8_lossy(&greeting)))
