@@ -16,7 +16,8 @@ const DEFAULT_CONFIG: &str = "/etc/avsx/avsx.toml";
 /// The mail perimeter: accepts mail only for recipients that exist (a recipient map,
 /// then LDAP), judges it with spamd and clamd before accepting, and relays clean mail
 /// to the internal server. It answers 250 only once the internal server accepted the
-/// mail, so it never has to send a bounce.
+/// mail, so it never has to send a bounce. The config is /etc/avsx/avsx.toml unless
+/// --config says otherwise.
 #[derive(Debug, Parser)]
 #[command(name = "avsx", version)]
 pub struct Args {
@@ -49,6 +50,7 @@ pub enum RecipientsCommand {
     /// DN), print what changed and write it atomically. Refuses a shrink beyond
     /// `recipients.ldap.max_shrink_percent` unless --force.
     Sync {
+        /// Write the map even if it shrinks by more than allowed.
         #[arg(long)]
         force: bool,
         /// Print what would change; write nothing.
