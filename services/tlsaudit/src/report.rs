@@ -183,11 +183,16 @@ pub struct TlsAudit {
 }
 
 /// One target's outcome.
+// One per target, built once and rendered: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Audit {
     Headers(HeaderAudit),
     Tls(TlsAudit),
     /// The audit could not be done (refused, timed out, hostile server): why.
-    Error { target: String, error: String },
+    Error {
+        target: String,
+        error: String,
+    },
 }

@@ -5,6 +5,13 @@
 //! [`probe`] talks to the server and returns a [`Probe`]; [`cert`] judges the chain;
 //! [`rating`] grades; [`audit`] puts them together into a [`crate::report::TlsAudit`].
 
+pub mod probe;
+pub use probe::probe;
+mod audit;
+pub mod cert;
+pub mod rating;
+pub use audit::audit;
+
 use std::time::Duration;
 
 use crate::report::ProtocolResult;
