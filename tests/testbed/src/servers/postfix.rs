@@ -92,7 +92,8 @@ pub struct Postfix {
 impl_server!(Postfix);
 
 /// The daemons this instance needs: SMTP in, the queue manager and its helpers, SMTP
-/// out, and postlogd for `maillog_file`. `chroot` is `n` everywhere (Debian's own
+/// out, tlsmgr for STARTTLS (smtpd answers 454 without it), and postlogd for
+/// `maillog_file`. `chroot` is `n` everywhere (Debian's own
 /// master.cf chroots most daemons into the system queue directory).
 const MASTER_CF: &str = "\
 cleanup   unix  n       -       n       -       0       cleanup
@@ -112,6 +113,7 @@ retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 postlog   unix-dgram n  -       n       -       1       postlogd
 ";
 

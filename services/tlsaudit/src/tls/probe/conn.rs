@@ -22,11 +22,12 @@ pub enum ConnError {
     },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("STARTTLS: {0}")]
+    // The cause follows in the error chain; repeating it here would print it twice.
+    #[error("STARTTLS")]
     Starttls(#[from] StarttlsError),
     #[error(transparent)]
     Reply(#[from] ReplyError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
