@@ -11,8 +11,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use testbed::servers::{
-    Clamd, EICAR, EICAR_SIGNATURE, Host, MariaDb, MariaDbOptions, Nginx, Postfix, PostfixOptions,
-    SServer, Scan, Server, Slapd, SmtpSink, Spamd,
+    Certs, Clamd, EICAR, EICAR_SIGNATURE, Host, MariaDb, MariaDbOptions, Nginx, Postfix,
+    PostfixOptions, SServer, Scan, Server, Slapd, SmtpSink, Spamd,
 };
 use testbed::{Error, Netns};
 
@@ -427,6 +427,81 @@ fn s_server_completes_a_verified_handshake() {
     assert!(out.contains("Protocol version: TLSv1.2"), "{out}");
     let err = tls12.s_client(&["-tls1_3"], b"").unwrap_err().to_string();
     assert!(err.contains("alert protocol version"), "{err}");
+}
+
+#[test]
+fn s_server_serves_a_given_certificate_that_does_not_verify() {
+    let ip = "127.0.0.1".parse().unwrap();
+    // Without the test CA (or, self-signed, without the certificate itself) a verifying
+    // client refuses it: what start_with's readiness probe would have done.
+    let refused = |tls: &SServer| {
+        let out = tls
+            .command("openssl")
+            .args(["s_client", "-brief", "-verify_return_error", "-connect"])
+            .arg(tls.addr().to_string())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::self_signed(dir.path(), ip).unwrap();
+    let tls = SServer::start_with_cert(Host::Loopback, &certs.cert, &certs.key, &[]).unwrap();
+    assert_eq!(tls.cert(), certs.cert);
+    assert_eq!(tls.key(), certs.key);
+    let stderr = refused(&tls);
+    assert!(stderr.contains("self-signed certificate"), "{stderr}");
+    // Trusting the certificate itself, the default ca_cert(), accepts it.
+    assert_eq!(tls.ca_cert(), certs.cert);
+    let out = tls
+        .s_client(&["-ign_eof"], b"GET / HTTP/1.0\r\n\r\n")
+        .unwrap();
+    assert!(out.contains("Verification: OK"), "{out}");
+    assert!(out.contains("HTTP/1.0 200 ok"), "{out}");
+
+    // Expired, signed by a CA valid now; extra arguments reach s_server.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::expired(dir.path(), ip).unwrap();
+    let tls =
+        SServer::start_with_cert(Host::Loopback, &certs.cert, &certs.key, &["-tls1_2"]).unwrap();
+    let stderr = refused(&tls);
+    assert!(stderr.contains("unable to get local issuer"), "{stderr}");
+    let out = tls
+        .command("openssl")
+        .args(["s_client", "-brief", "-verify_return_error", "-connect"])
+        .arg(tls.addr().to_string())
+        .arg("-CAfile")
+        .arg(&certs.ca)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("certificate has expired"), "{stderr}");
+    // Not verifying, the handshake completes.
+    let out = tls
+        .command("openssl")
+        .args(["s_client", "-brief", "-connect"])
+        .arg(tls.addr().to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Protocol version: TLSv1.2"), "{stderr}");
+
+    // A certificate file that is not one: the start fails with s_server's complaint.
+    std::fs::write(dir.path().join("junk.pem"), "junk\n").unwrap();
+    let err = SServer::start_with_cert(
+        Host::Loopback,
+        &dir.path().join("junk.pem"),
+        &certs.key,
+        &[],
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::NotReady { .. }), "{err:?}");
 }
 
 #[test]
