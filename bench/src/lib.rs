@@ -16,7 +16,8 @@
 //! * [`table`]: plain-text tables and ratios for the report.
 //!
 //! The benchmarks: [`gwx_forward`] (binary `gwx-forward`), [`gwx_bans`] (binary
-//! `gwx-bans`), [`gwx_dns`] (binary `gwx-dns`), [`avsx`] (binary `avsx-relay`).
+//! `gwx-bans`), [`gwx_dns`] (binary `gwx-dns`), [`avsx`] (binary `avsx-relay`), [`tlsaudit`]
+//! (binary `tlsaudit-vs-testssl`).
 
 pub mod avsx;
 pub mod cmd;
@@ -27,3 +28,4 @@ pub mod gwx_dns;
 pub mod gwx_forward;
 pub mod measure;
 pub mod table;
+pub mod tlsaudit;
