@@ -20,6 +20,7 @@ pub mod logging;
 pub mod notify;
 pub mod runtime_config;
 pub mod state;
+pub mod throttle;
 
 pub use config::{ConfigError, Problems, Validate};
 pub use lifecycle::{Runtime, Stopped};

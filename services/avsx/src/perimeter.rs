@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::envelope::{Backend, Envelope, Reply};
 use crate::metrics::Metrics;
@@ -45,7 +45,8 @@ impl Backend for Perimeter {
             }
             RcptVerdict::TempFail(why) => {
                 self.metrics.rejected("recipient_tempfail");
-                warn!(id = %envelope.id, %rcpt, reason = %why, "cannot verify the recipient now");
+                // The recipients module warns (throttled) about the directory itself.
+                debug!(id = %envelope.id, %rcpt, reason = %why, "cannot verify the recipient now");
                 Reply::new(
                     451,
                     "4.3.0",

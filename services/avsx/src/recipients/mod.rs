@@ -55,6 +55,9 @@ pub enum Verdict {
     TempFail(String),
 }
 
+/// During a directory outage every lookup fails: warn once per this, with a count.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 pub struct Recipients {
     domains: HashSet<String>,
     map_path: PathBuf,
@@ -62,6 +65,8 @@ pub struct Recipients {
     map: RwLock<Arc<HashSet<String>>>,
     directory: Option<Directory>,
     cache: Cache,
+    /// One warning per interval while the directory fails, with the count held back.
+    failures: appliance::throttle::Throttle,
 }
 
 impl fmt::Debug for Recipients {
@@ -98,6 +103,7 @@ impl Recipients {
             map_path: config.map.clone(),
             map: RwLock::new(Arc::new(map)),
             directory,
+            failures: appliance::throttle::Throttle::new(FAILURE_LOG_INTERVAL),
             cache: Cache::new(
                 Duration::from_secs(positive),
                 Duration::from_secs(negative),
@@ -171,12 +177,15 @@ impl Recipients {
                 }
             }
             Err(e) => {
-                warn!(
-                    url = directory.url(),
-                    address,
-                    error = %e,
-                    "LDAP recipient lookup failed; answering tempfail"
-                );
+                if let Some(held_back) = self.failures.allow(Instant::now()) {
+                    warn!(
+                        url = directory.url(),
+                        address,
+                        error = %e,
+                        held_back,
+                        "LDAP recipient lookup failed; answering tempfail"
+                    );
+                }
                 Verdict::TempFail(match e {
                     DirectoryError::Timeout { .. } => "recipient directory timed out".to_owned(),
                     _ => "recipient directory unavailable".to_owned(),
