@@ -32,7 +32,7 @@ use crate::{endpoint, notify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("cannot install handler for {signal}: {source}")]
+    #[error("cannot install handler for {signal}")]
     Signal {
         signal: &'static str,
         #[source]

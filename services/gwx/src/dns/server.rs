@@ -44,13 +44,13 @@ pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("dns: binding {proto} {addr}: {source}")]
+    #[error("dns: binding {proto} {addr}")]
     Bind {
         proto: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("dns server: {0}")]
+    #[error("dns server")]
     Serve(#[from] hickory_proto::ProtoError),
 }
 

@@ -49,7 +49,7 @@ pub struct Settings {
 pub enum ForwardError {
     #[error("gateway `{id}` is not in the inventory (known: {known})")]
     UnknownGateway { id: String, known: String },
-    #[error("cannot listen on {protocol}/{addr} for service `{service}`: {source}")]
+    #[error("cannot listen on {protocol}/{addr} for service `{service}`")]
     Bind {
         service: String,
         protocol: &'static str,

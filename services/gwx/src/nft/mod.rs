@@ -99,7 +99,7 @@ pub enum NftError {
     UnknownGateway { id: String, known: String },
     #[error("{owner}: {problem}")]
     Inventory { owner: String, problem: String },
-    #[error("{owner}: cannot run `{command}`: {source}")]
+    #[error("{owner}: cannot run `{command}`")]
     Spawn {
         owner: String,
         command: String,

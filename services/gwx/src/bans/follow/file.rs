@@ -136,12 +136,27 @@ impl Tracked {
     }
 
     fn position(&self) -> FilePosition {
-        let known = self.head.len().min(HEAD.min(self.done_off as usize));
+        // `is` checks the first min(HEAD, offset) bytes, so the hash must cover exactly
+        // those. The kept head can be shorter: a read racing the writer may have seen
+        // part of the first line (a write to a regular file is not atomic for readers),
+        // and later reads grow `head` only when they start at its end. Those bytes were
+        // read before, so read them again here (a rare path).
+        let want = HEAD.min(self.done_off as usize);
+        let head = if self.head.len() >= want {
+            head_hash(&self.head[..want])
+        } else {
+            let mut buf = [0u8; HEAD];
+            match read_full_at(&self.file, &mut buf[..want], 0) {
+                Ok(got) if got == want => head_hash(&buf[..want]),
+                // Unreadable now: no head, so a resume trusts the file's identity alone.
+                _ => 0,
+            }
+        };
         FilePosition {
             dev: self.dev,
             inode: self.ino,
             offset: self.done_off,
-            head: head_hash(&self.head[..known]),
+            head,
         }
     }
 

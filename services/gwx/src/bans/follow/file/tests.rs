@@ -312,3 +312,25 @@ fn a_path_without_a_file_name_is_refused() {
         .unwrap();
     assert!(matches!(err, FollowError::NotAFile(_)));
 }
+
+/// A first line seen in two reads (a read racing the writer) leaves a short kept head;
+/// the saved position must still hash exactly the bytes a resume compares, or the
+/// restart takes the file for a new one and reads it again from its start.
+#[test]
+fn a_position_hashes_the_bytes_a_resume_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    append(&path, "198.18.0.7 first line\n");
+    let (mut t, _) = Tracked::open(&path, 4096).unwrap();
+    // As after a read that saw only part of the line, then the rest.
+    t.head.extend_from_slice(b"198.18.0.7 first lin");
+    t.read_off = 22;
+    t.done_off = 22;
+    let position = t.position();
+    let (reopened, _) = Tracked::open(&path, 4096).unwrap();
+    assert!(reopened.is(&position).unwrap(), "{position:?}");
+    // And a different first line is still told apart.
+    fs::write(&path, "203.0.113.9 other line\n").unwrap();
+    let (other, _) = Tracked::open(&path, 4096).unwrap();
+    assert!(!other.is(&position).unwrap());
+}
