@@ -1,0 +1,3 @@
+//! dbm: live MySQL/MariaDB migration with about a second of downtime, as a resumable,
+//! journaled plan: seed db1 from db0 with a hot physical backup, replicate, cut over,
+//! repoint db2, verify.
