@@ -45,6 +45,21 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
 }
 
+impl Response {
+    /// A response with `headers` as given (names as written: lowercase them to match
+    /// what the fetcher records).
+    pub fn new(url: &str, status: u16, headers: &[(&str, &str)]) -> Response {
+        Response {
+            url: url.into(),
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeaderAudit {
     pub url: String,

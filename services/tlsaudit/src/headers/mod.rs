@@ -257,14 +257,7 @@ mod tests {
     use super::*;
 
     fn response(url: &str, status: u16, headers: &[(&str, &str)]) -> Response {
-        Response {
-            url: url.into(),
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        }
+        Response::new(url, status, headers)
     }
 
     #[test]
