@@ -1,3 +1,8 @@
 //! dbm: live MySQL/MariaDB migration with about a second of downtime, as a resumable,
 //! journaled plan: seed db1 from db0 with a hot physical backup, replicate, cut over,
 //! repoint db2, verify.
+
+pub mod config;
+pub mod db;
+pub mod journal;
+pub mod plan;
