@@ -6,3 +6,4 @@ pub mod config;
 pub mod db;
 pub mod journal;
 pub mod plan;
+pub mod seed;

@@ -80,7 +80,6 @@ impl MariaDb {
 
         let setup = Setup::new("mariadb", host)?;
         let datadir = setup.path("data");
-        let socket = setup.path("mysqld.sock");
         let tmpdir = setup.mkdir("tmp")?;
         setup.prepare(
             "create the data dir",
@@ -94,6 +93,43 @@ impl MariaDb {
                 .args(INNODB),
         )?;
 
+        Self::launch(setup, datadir, tmpdir, &mariadbd, client, options)
+    }
+
+    /// Starts a server on an existing data dir (e.g. one filled by a physical backup and
+    /// prepared) instead of a fresh one from `mariadb-install-db`. Socket, pid file and
+    /// tmpdir are in a private directory as for [`MariaDb::start_with`]; the data dir is
+    /// the caller's and stays when the server stops.
+    pub fn start_on_datadir(
+        host: Host<'_>,
+        datadir: &Path,
+        options: MariaDbOptions,
+    ) -> Result<MariaDb> {
+        require::root()?;
+        let mariadbd = require::tool("mariadbd", "mariadb-server")?;
+        let client = require::tool("mariadb", "mariadb-client")?;
+        let setup = Setup::new("mariadb", host)?;
+        let tmpdir = setup.mkdir("tmp")?;
+        Self::launch(
+            setup,
+            datadir.to_owned(),
+            tmpdir,
+            &mariadbd,
+            client,
+            options,
+        )
+    }
+
+    /// Starts `mariadbd` on `datadir` and waits until root can query it over the socket.
+    fn launch(
+        setup: Setup<'_>,
+        datadir: PathBuf,
+        tmpdir: PathBuf,
+        mariadbd: &Path,
+        client: PathBuf,
+        options: MariaDbOptions,
+    ) -> Result<MariaDb> {
+        let socket = setup.path("mysqld.sock");
         let addr = setup.addr();
         let mut args = vec![
             "--no-defaults".to_owned(),
@@ -115,7 +151,7 @@ impl MariaDb {
 
         let mut probe = Command::new(&client);
         probe.args(client_args(&socket));
-        let run = setup.launch(&mariadbd, &args, Duration::from_secs(90), |s| {
+        let run = setup.launch(mariadbd, &args, Duration::from_secs(90), |s| {
             first_packet(&s.talk(b"", packet_complete)?)?;
             // The first packet comes before authentication; a query proves the rest.
             let out = checked(&mut probe, b"SELECT 1", Duration::from_secs(10))

@@ -1,0 +1,603 @@
+//! The seed: db1's datadir filled with a hot physical copy of db0, then prepared.
+//!
+//! * [`Seed`] stops db1 (`db1.stop_command`), moves its datadir aside to
+//!   `<datadir>.dbm-old-<timestamp>` (recorded before the rename, so `undo` and a retry
+//!   find it), and streams `mariabackup --backup --stream=xbstream` (connected to db0)
+//!   into `mbstream -x -C <db1 datadir>`, logging bytes and rate every few seconds.
+//! * [`Prepare`] applies the redo log (`mariabackup --prepare`), reads the binlog
+//!   coordinates from the backup's own metadata ([`Coordinates`], the fact
+//!   `coordinates` of step `prepare`), gives the files to the old datadir's owner and
+//!   starts db1 (`db1.start_command`).
+//!
+//! db0's password reaches the backup tool only through `MYSQL_PWD` in its environment,
+//! never on a command line (visible in `ps`) or in a log. Both hosts must be this machine
+//! for now; over ssh comes later.
+//!
+//! Rejected: writing the stream to a file on db1 and unpacking it afterwards (needs the
+//! space twice and doubles the time); letting the shell build the pipe (`sh -c "a | b"`
+//! loses the first command's exit code and the byte count for progress).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::config::{Address, Config, SeedMethod, Server};
+use crate::db;
+use crate::journal::{Step, StepContext, StepId, Undo};
+
+/// How often the stream's progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How much of a failed command's stderr an error carries.
+const STDERR_TAIL: usize = 2048;
+
+/// Where db1 can start replicating from db0: the backup's position in db0's binary log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coordinates {
+    pub file: String,
+    pub pos: u64,
+    /// db0's GTID position at the backup (MariaDB `gtid_binlog_pos`), when it has one.
+    pub gtid: Option<String>,
+}
+
+/// Who owned db1's datadir before the seed: the seeded files get the same owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Step `seed`: db1 stopped, its datadir moved aside and filled from db0.
+pub struct Seed {
+    config: Config,
+}
+
+impl Seed {
+    pub fn new(config: &Config) -> Seed {
+        Seed {
+            config: config.clone(),
+        }
+    }
+}
+
+/// Step `prepare`: the copy made consistent, coordinates read, db1 started.
+pub struct Prepare {
+    config: Config,
+}
+
+impl Prepare {
+    pub fn new(config: &Config) -> Prepare {
+        Prepare {
+            config: config.clone(),
+        }
+    }
+}
+
+fn method(config: &Config) -> SeedMethod {
+    config.seed.method.unwrap_or(SeedMethod::Mariabackup)
+}
+
+fn require_local(config: &Config) -> anyhow::Result<()> {
+    for (name, server) in [("db0", &config.db0), ("db1", &config.db1)] {
+        if !server.is_local() {
+            bail!(
+                "{name}.ssh is set: seeding over ssh is not supported yet; run dbm on the machine of db0 and db1"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Step for Seed {
+    fn id(&self) -> StepId {
+        StepId::Seed
+    }
+
+    async fn already_done(&self, _ctx: &mut StepContext<'_>) -> anyhow::Result<bool> {
+        Ok(matches!(
+            backup_type(&self.config.db1.datadir)?.as_deref(),
+            Some("full-backuped" | "full-prepared")
+        ))
+    }
+
+    async fn run(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<String> {
+        require_local(&self.config)?;
+        let db1 = &self.config.db1;
+        let datadir = &db1.datadir;
+        run_command("db1.stop_command", db1.stop_command.as_deref()).await?;
+
+        // Record where the old datadir goes before moving it, so that a crash between
+        // the two leaves a fact that `undo` and the next attempt understand.
+        let old: Option<PathBuf> = match ctx.get::<Option<PathBuf>>("old_datadir")? {
+            Some(old) => old,
+            None => {
+                let (old, owner) = if datadir.exists() {
+                    let meta = std::fs::metadata(datadir)
+                        .with_context(|| format!("reading db1's datadir {}", datadir.display()))?;
+                    (Some(aside_name(datadir)), owner_of(&meta))
+                } else {
+                    let parent = datadir.parent().unwrap_or(Path::new("/"));
+                    let meta = std::fs::metadata(parent)
+                        .with_context(|| format!("reading {}", parent.display()))?;
+                    (None, owner_of(&meta))
+                };
+                ctx.set("old_datadir", &old)?;
+                ctx.set("owner", owner)?;
+                ctx.checkpoint()?;
+                old
+            }
+        };
+        if let Some(old) = &old {
+            if old.exists() {
+                // An earlier attempt moved it: what is in the datadir is a partial seed.
+                remove_dir(datadir)?;
+            } else {
+                std::fs::rename(datadir, old).with_context(|| {
+                    format!(
+                        "moving db1's datadir {} aside to {}",
+                        datadir.display(),
+                        old.display()
+                    )
+                })?;
+                tracing::info!(old = %old.display(), "moved db1's datadir aside");
+            }
+        } else {
+            remove_dir(datadir)?;
+        }
+        std::fs::create_dir_all(datadir)
+            .with_context(|| format!("creating db1's datadir {}", datadir.display()))?;
+
+        let started = Instant::now();
+        let bytes = stream_backup(&self.config).await?;
+        match backup_type(datadir)?.as_deref() {
+            Some("full-backuped") => {}
+            other => bail!(
+                "the stream ended without a full backup in {} (backup_type {other:?})",
+                datadir.display()
+            ),
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let aside = match &old {
+            Some(old) => format!("db1's old datadir is {}", old.display()),
+            None => "db1 had no datadir before".to_owned(),
+        };
+        Ok(format!(
+            "seeded {} from db0 in {secs:.1} s ({}/s); {aside}",
+            human(bytes),
+            human((bytes as f64 / secs.max(0.001)) as u64)
+        ))
+    }
+
+    async fn undo(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<Undo> {
+        require_local(&self.config)?;
+        let db1 = &self.config.db1;
+        let datadir = &db1.datadir;
+        let Some(old) = ctx.get::<Option<PathBuf>>("old_datadir")? else {
+            return Ok(Undo::Nothing("db1's datadir was not moved".to_owned()));
+        };
+        match old {
+            Some(old) if old.exists() => {
+                run_command("db1.stop_command", db1.stop_command.as_deref()).await?;
+                remove_dir(datadir)?;
+                std::fs::rename(&old, datadir).with_context(|| {
+                    format!(
+                        "moving db1's old datadir {} back to {}",
+                        old.display(),
+                        datadir.display()
+                    )
+                })?;
+                run_command("db1.start_command", db1.start_command.as_deref()).await?;
+                Ok(Undo::Undone(format!(
+                    "db1's old datadir is back in {} and db1 started",
+                    datadir.display()
+                )))
+            }
+            Some(old) if datadir.exists() => Ok(Undo::Nothing(format!(
+                "{} was never moved to {} (or is back already)",
+                datadir.display(),
+                old.display()
+            ))),
+            Some(old) => bail!(
+                "neither db1's datadir {} nor its old copy {} exists",
+                datadir.display(),
+                old.display()
+            ),
+            None => {
+                run_command("db1.stop_command", db1.stop_command.as_deref()).await?;
+                remove_dir(datadir)?;
+                Ok(Undo::Undone(format!(
+                    "removed the seeded {} (db1 had no datadir before)",
+                    datadir.display()
+                )))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Step for Prepare {
+    fn id(&self) -> StepId {
+        StepId::Prepare
+    }
+
+    async fn already_done(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<bool> {
+        Ok(
+            backup_type(&self.config.db1.datadir)?.as_deref() == Some("full-prepared")
+                && ctx.get::<Coordinates>("coordinates")?.is_some(),
+        )
+    }
+
+    async fn run(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<String> {
+        require_local(&self.config)?;
+        let db1 = &self.config.db1;
+        let datadir = &db1.datadir;
+        let started = Instant::now();
+        // A retry after a crash between the prepare and the start finds it prepared.
+        if backup_type(datadir)?.as_deref() != Some("full-prepared") {
+            let mut cmd = Command::new(method(&self.config).program());
+            cmd.arg("--prepare")
+                .arg(format!("--target-dir={}", datadir.display()));
+            run_checked(cmd, "the backup's prepare").await?;
+        }
+        let coordinates = read_coordinates(datadir)?;
+        let owner: Owner = ctx
+            .journal()
+            .get(StepId::Seed, "owner")
+            .context("the owner of db1's old datadir")?;
+        chown_tree(datadir, owner)?;
+        run_command("db1.start_command", db1.start_command.as_deref()).await?;
+        let summary = format!(
+            "prepared in {:.1} s, db1 started; db0's binlog position at the backup: {}:{}{}",
+            started.elapsed().as_secs_f64(),
+            coordinates.file,
+            coordinates.pos,
+            coordinates
+                .gtid
+                .as_deref()
+                .map(|g| format!(", GTID {g}"))
+                .unwrap_or_default()
+        );
+        // Last: with the outcome, "coordinates recorded" means db1 was started.
+        ctx.set("coordinates", coordinates)?;
+        Ok(summary)
+    }
+
+    async fn undo(&self, _ctx: &mut StepContext<'_>) -> anyhow::Result<Undo> {
+        Ok(Undo::Nothing(
+            "undoing the seed stops db1 and restores its old datadir".to_owned(),
+        ))
+    }
+}
+
+/// `<datadir>.dbm-old-<UTC timestamp>`.
+fn aside_name(datadir: &Path) -> PathBuf {
+    let mut name = datadir.as_os_str().to_owned();
+    name.push(format!(
+        ".dbm-old-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    PathBuf::from(name)
+}
+
+fn owner_of(meta: &std::fs::Metadata) -> Owner {
+    Owner {
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }
+}
+
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `chown -R` without following symlinks.
+fn chown_tree(path: &Path, owner: Owner) -> anyhow::Result<()> {
+    std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
+        .with_context(|| format!("chown {}:{} {}", owner.uid, owner.gid, path.display()))?;
+    let meta =
+        std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_dir() {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
+        {
+            let entry = entry.with_context(|| format!("listing {}", path.display()))?;
+            chown_tree(&entry.path(), owner)?;
+        }
+    }
+    Ok(())
+}
+
+/// The first of `names` that exists in `dir`.
+fn metadata_file(dir: &Path, names: &[&str]) -> Option<PathBuf> {
+    names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+/// `backup_type` from the backup's checkpoints file (`full-backuped`, `full-prepared`);
+/// `None` when there is no such file.
+pub fn backup_type(datadir: &Path) -> anyhow::Result<Option<String>> {
+    let Some(path) = metadata_file(
+        datadir,
+        &["xtrabackup_checkpoints", "mariadb_backup_checkpoints"],
+    ) else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(parse_backup_type(&text))
+}
+
+fn parse_backup_type(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "backup_type").then(|| value.trim().to_owned())
+    })
+}
+
+/// The coordinates in the backup's binlog info file.
+pub fn read_coordinates(datadir: &Path) -> anyhow::Result<Coordinates> {
+    let names = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"];
+    let Some(path) = metadata_file(datadir, &names) else {
+        bail!(
+            "the backup in {} has no {} or {}: was db0's binary log on?",
+            datadir.display(),
+            names[0],
+            names[1]
+        );
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    parse_coordinates(&text).with_context(|| format!("{}: {text:?}", path.display()))
+}
+
+/// `<file>\t<position>[\t<gtid>]`, one line.
+pub fn parse_coordinates(text: &str) -> anyhow::Result<Coordinates> {
+    let line = text.lines().find(|l| !l.trim().is_empty());
+    let Some(line) = line else {
+        bail!("empty binlog info: db0's binary log was off during the backup");
+    };
+    let mut fields = line.split('\t').map(str::trim);
+    let file = fields.next().filter(|f| !f.is_empty());
+    let pos = fields.next().and_then(|p| p.parse::<u64>().ok());
+    let (Some(file), Some(pos)) = (file, pos) else {
+        bail!("expected `<binlog file> <position> [<gtid>]`");
+    };
+    let gtid = fields.next().filter(|g| !g.is_empty()).map(str::to_owned);
+    Ok(Coordinates {
+        file: file.to_owned(),
+        pos,
+        gtid,
+    })
+}
+
+/// Runs a plan command with `sh -c`; `None` is an error naming the missing key.
+async fn run_command(key: &str, command: Option<&str>) -> anyhow::Result<()> {
+    let Some(command) = command else {
+        bail!("{key} is not set: dbm cannot stop or start db1 without it");
+    };
+    tracing::info!(%key, %command, "running");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(command);
+    run_checked(cmd, key).await.map(drop)
+}
+
+/// Runs `cmd` to completion, stdin closed; an error carries its stderr's tail.
+async fn run_checked(mut cmd: Command, what: &str) -> anyhow::Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("starting {what} ({:?})", cmd.as_std().get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr))
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The last `STDERR_TAIL` bytes of `text`, trimmed, at a character boundary.
+fn tail(text: &str) -> &str {
+    let text = text.trim();
+    let mut start = text.len().saturating_sub(STDERR_TAIL);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// Reads `from` to its end, keeping its tail (for the error message).
+async fn collect_tail(mut from: impl AsyncRead + Unpin) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > 4 * STDERR_TAIL {
+            kept.drain(..kept.len() - STDERR_TAIL);
+        }
+    }
+    tail(&String::from_utf8_lossy(&kept)).to_owned()
+}
+
+/// `backup --stream | unpack -x -C <db1 datadir>`, the bytes counted on the way;
+/// returns how many went through.
+async fn stream_backup(config: &Config) -> anyhow::Result<u64> {
+    let method = method(config);
+    let db0 = &config.db0;
+    let mut backup = Command::new(method.program());
+    backup_args(&mut backup, db0);
+    if let Some(password) = db::read_secret(&db0.password(), "db0")? {
+        backup.env("MYSQL_PWD", password.expose());
+    }
+    let mut backup = backup
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", method.program()))?;
+    let mut unpack = Command::new(method.unpacker())
+        .arg("-x")
+        .arg("-C")
+        .arg(&config.db1.datadir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", method.unpacker()))?;
+    let backup_err = tokio::spawn(collect_tail(backup.stderr.take().expect("piped")));
+    let unpack_err = tokio::spawn(collect_tail(unpack.stderr.take().expect("piped")));
+    let mut from = backup.stdout.take().expect("piped");
+    let mut to = unpack.stdin.take().expect("piped");
+
+    let started = Instant::now();
+    let mut last_log = started;
+    let mut bytes: u64 = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    let copied: std::io::Result<()> = async {
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return to.shutdown().await;
+            }
+            to.write_all(&buf[..n]).await?;
+            bytes += n as u64;
+            if last_log.elapsed() >= PROGRESS_EVERY {
+                last_log = Instant::now();
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    "seed: {} from db0 in {secs:.0} s, {}/s",
+                    human(bytes),
+                    human((bytes as f64 / secs) as u64)
+                );
+            }
+        }
+    }
+    .await;
+    drop(to);
+    if copied.is_err() {
+        // The unpacker is gone or the stream broke: the backup cannot finish.
+        let _ = backup.start_kill();
+    }
+    let backup_status = backup.wait().await.context("waiting for the backup")?;
+    let unpack_status = unpack.wait().await.context("waiting for the unpacker")?;
+    let backup_err = backup_err.await.unwrap_or_default();
+    let unpack_err = unpack_err.await.unwrap_or_default();
+    if !unpack_status.success() {
+        bail!(
+            "{} -x -C {} failed ({unpack_status}): {unpack_err}",
+            method.unpacker(),
+            config.db1.datadir.display()
+        );
+    }
+    if !backup_status.success() {
+        bail!(
+            "{} --backup from db0 failed ({backup_status}): {backup_err}",
+            method.program()
+        );
+    }
+    copied.context("copying the backup stream")?;
+    tracing::info!(
+        "seed: {} from db0 in {:.1} s",
+        human(bytes),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(bytes)
+}
+
+/// The backup's arguments: everything but the password (in `MYSQL_PWD`).
+fn backup_args(cmd: &mut Command, db0: &Server) {
+    cmd.arg("--backup")
+        .arg("--stream=xbstream")
+        .arg(format!("--datadir={}", db0.datadir.display()))
+        .arg(format!("--user={}", db0.user));
+    match db0.address() {
+        Address::Socket(path) => {
+            cmd.arg(format!("--socket={}", path.display()));
+        }
+        Address::Tcp { host, port } => {
+            cmd.arg(format!("--host={host}"))
+                .arg(format!("--port={port}"));
+        }
+    }
+}
+
+/// Bytes as `12.3 MB` (powers of 1000).
+fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinates_parse_with_and_without_gtid() {
+        assert_eq!(
+            parse_coordinates("bin.000003\t1234\t0-1-42\n").unwrap(),
+            Coordinates {
+                file: "bin.000003".to_owned(),
+                pos: 1234,
+                gtid: Some("0-1-42".to_owned()),
+            }
+        );
+        assert_eq!(
+            parse_coordinates("mysql-bin.000001\t4\n").unwrap(),
+            Coordinates {
+                file: "mysql-bin.000001".to_owned(),
+                pos: 4,
+                gtid: None,
+            }
+        );
+        assert!(parse_coordinates("").is_err());
+        assert!(parse_coordinates("bin.000001\tx\n").is_err());
+    }
+
+    #[test]
+    fn backup_type_is_read_from_checkpoints() {
+        let text = "backup_type = full-prepared\nfrom_lsn = 0\nto_lsn = 46512\n";
+        assert_eq!(parse_backup_type(text).as_deref(), Some("full-prepared"));
+        assert_eq!(parse_backup_type("from_lsn = 0\n"), None);
+    }
+
+    #[test]
+    fn sizes_and_tails_read_well() {
+        assert_eq!(human(999), "999 B");
+        assert_eq!(human(2_100_000_000), "2.1 GB");
+        let long = "é".repeat(STDERR_TAIL);
+        assert!(tail(&long).len() <= STDERR_TAIL);
+        assert!(
+            aside_name(Path::new("/var/lib/mysql"))
+                .to_string_lossy()
+                .starts_with("/var/lib/mysql.dbm-old-")
+        );
+    }
+}
