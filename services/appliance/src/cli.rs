@@ -33,6 +33,13 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// `--config`, or the service's default path.
+    pub fn config_or(&self, default: &str) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(default))
+    }
+
     /// The async runtime of a daemon, with [`CommonArgs::threads`] workers.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
         let threads = self.threads.map(usize::from).or_else(|| {

@@ -1,6 +1,6 @@
 //! The command line: `dbm plan`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use appliance::cli::CommonArgs;
@@ -28,19 +28,12 @@ pub enum Command {
     Plan,
 }
 
-fn config_path(common: &CommonArgs) -> PathBuf {
-    common
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
-}
-
 fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(appliance::config::load::<Config>(path)?)
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load(&config_path(&args.common))?;
+    let config = load(&args.common.config_or(DEFAULT_CONFIG))?;
     match args.command {
         Command::Plan => plan(&config),
     }

@@ -1,6 +1,6 @@
 //! The command line: `keyrotate plan|run|status`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -47,19 +47,12 @@ pub enum Command {
     },
 }
 
-fn config_path(common: &CommonArgs) -> PathBuf {
-    common
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
-}
-
 fn load(path: &Path) -> anyhow::Result<Config> {
     Ok(appliance::config::load::<Config>(path)?)
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
-    let path = config_path(&args.common);
+    let path = args.common.config_or(DEFAULT_CONFIG);
     let config = load(&path)?;
     match args.command {
         Command::Plan => plan(config),

@@ -3,7 +3,6 @@
 mod run;
 mod stats;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -60,11 +59,7 @@ pub enum RecipientsCommand {
 }
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
-    let path = args
-        .common
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let path = args.common.config_or(DEFAULT_CONFIG);
     let config: Config = appliance::config::load(&path)?;
     match args.command {
         Command::Run => run::run(&args.common, config),

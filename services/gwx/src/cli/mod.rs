@@ -76,10 +76,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn inventory_path(common: &CommonArgs) -> PathBuf {
-    common
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_INVENTORY))
+    common.config_or(DEFAULT_INVENTORY)
 }
 
 /// `--gateway` is required by the commands that act as one gateway.
