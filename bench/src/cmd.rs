@@ -4,18 +4,23 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use testbed::Netns;
 
-/// What a finished program printed.
+/// What a finished program printed, and how long it ran.
 #[derive(Debug)]
 pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// From spawn to exit, taken when `wait` returns (no polling granularity: a whole
+    /// tlsaudit run takes 20 ms).
+    pub seconds: f64,
 }
 
 impl Output {
@@ -29,38 +34,45 @@ impl Output {
     }
 }
 
-/// Runs `cmd` with its output captured; kills it if it has not finished after `timeout`.
+/// Runs `cmd` with its output captured; kills it, and whatever it started, if it has
+/// not finished after `timeout`. It runs in its own process group so that a timeout
+/// also ends its children (testssl.sh runs openssl, which holds the output pipes).
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let shown = shown(cmd);
+    cmd.process_group(0);
+    let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("start `{shown}`"))?;
+    let pid = child.id();
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let (done, exited) = mpsc::channel();
     std::thread::scope(|s| {
         let out = s.spawn(move || read_all(out.as_mut()));
         let err = s.spawn(move || read_all(err.as_mut()));
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = child
-                .try_wait()
-                .with_context(|| format!("wait for `{shown}`"))?
-            {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+        s.spawn(move || {
+            let status = child.wait();
+            let _ = done.send((status, start.elapsed().as_secs_f64()));
+        });
+        let (status, seconds) = match exited.recv_timeout(timeout) {
+            Ok(exit) => exit,
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status();
+                let _ = exited.recv();
                 bail!("`{shown}` did not finish within {timeout:?} and was killed");
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
+        let status = status.with_context(|| format!("wait for `{shown}`"))?;
         Ok(Output {
             status,
             stdout: out.join().unwrap_or_default(),
             stderr: err.join().unwrap_or_default(),
+            seconds,
         })
     })
 }
@@ -147,6 +159,32 @@ LISTEN 0      4096     192.0.2.2:5201      0.0.0.0:*
 LISTEN 0      511        0.0.0.0:8080      0.0.0.0:*
 LISTEN 0      511           [::]:9090         [::]:*
 ";
+
+    #[test]
+    fn a_run_captures_output_and_time() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let output = run(&mut cmd, Duration::from_secs(10)).unwrap();
+        assert_eq!(output.stdout, "out\n");
+        assert_eq!(output.stderr, "err\n");
+        assert_eq!(output.status.code(), Some(3));
+        assert!(
+            output.seconds > 0.0 && output.seconds < 5.0,
+            "{}",
+            output.seconds
+        );
+    }
+
+    #[test]
+    fn a_hanging_run_is_killed_with_what_it_started() {
+        let mut cmd = Command::new("sh");
+        // The grandchild holds stdout: only killing the group ends the run.
+        cmd.args(["-c", "sleep 30 & sleep 30"]);
+        let start = Instant::now();
+        let err = run(&mut cmd, Duration::from_millis(300)).unwrap_err();
+        assert!(err.to_string().contains("killed"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
 
     #[test]
     fn listening_matches_the_address_or_a_wildcard() {

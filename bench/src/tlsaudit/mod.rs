@@ -25,13 +25,11 @@ pub mod service;
 pub mod targets;
 pub mod testssl;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -238,14 +236,14 @@ pub fn run(opts: &Options, out: &mut impl Write) -> Result<Outcomes> {
 /// run that failed to produce findings says why, with what the program printed.
 fn timed(
     round: u32,
-    cmd: Command,
+    mut cmd: Command,
     timeout: Duration,
     read: impl FnOnce(&str) -> Result<Findings>,
 ) -> Run {
-    let (seconds, findings) = match run_timed(cmd, timeout) {
+    let (seconds, findings) = match cmd::run(&mut cmd, timeout) {
         Err(e) => (f64::NAN, Err(format!("{e:#}"))),
-        Ok((output, seconds)) => (
-            seconds,
+        Ok(output) => (
+            output.seconds,
             read(&output.stdout).map_err(|e| {
                 let lines: Vec<&str> = output.complaint().lines().collect();
                 let said = lines[lines.len().saturating_sub(5)..].join(" | ");
@@ -258,59 +256,6 @@ fn timed(
         seconds,
         findings,
     }
-}
-
-/// Like [`cmd::run`], plus the seconds from spawn to exit, taken when `wait` returns:
-/// `cmd::run` polls every 20 ms, which is the size of a whole tlsaudit run. A program
-/// still running after `timeout` is killed.
-fn run_timed(mut cmd: Command, timeout: Duration) -> Result<(cmd::Output, f64)> {
-    let shown = cmd::shown(&cmd);
-    // Its own process group, so a timeout also ends what it started (testssl.sh runs
-    // openssl, which holds the output pipes).
-    cmd.process_group(0);
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("start `{shown}`"))?;
-    let pid = child.id();
-    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-    let (done, exited) = mpsc::channel();
-    std::thread::scope(|s| {
-        let out = s.spawn(move || read_all(stdout.as_mut()));
-        let err = s.spawn(move || read_all(stderr.as_mut()));
-        s.spawn(move || {
-            let status = child.wait();
-            let _ = done.send((status, start.elapsed().as_secs_f64()));
-        });
-        let (status, seconds) = match exited.recv_timeout(timeout) {
-            Ok(exit) => exit,
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .status();
-                let _ = exited.recv();
-                bail!("`{shown}` did not finish within {timeout:?} and was killed");
-            }
-        };
-        let status = status.with_context(|| format!("wait for `{shown}`"))?;
-        let output = cmd::Output {
-            status,
-            stdout: out.join().unwrap_or_default(),
-            stderr: err.join().unwrap_or_default(),
-        };
-        Ok((output, seconds))
-    })
-}
-
-fn read_all(pipe: Option<&mut impl Read>) -> String {
-    let mut bytes = Vec::new();
-    if let Some(pipe) = pipe {
-        let _ = pipe.read_to_end(&mut bytes);
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn progress(out: &mut impl Write, round: u32, target: &str, tool: &str, run: &Run) -> Result<()> {
@@ -389,31 +334,4 @@ fn header(
     }
     out.flush()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_timed_run_captures_output_and_time() {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
-        let (output, seconds) = run_timed(cmd, Duration::from_secs(10)).unwrap();
-        assert_eq!(output.stdout, "out\n");
-        assert_eq!(output.stderr, "err\n");
-        assert_eq!(output.status.code(), Some(3));
-        assert!(seconds > 0.0 && seconds < 5.0, "{seconds}");
-    }
-
-    #[test]
-    fn a_hanging_run_is_killed_with_what_it_started() {
-        let mut cmd = Command::new("sh");
-        // The grandchild holds stdout: only killing the group ends the run.
-        cmd.args(["-c", "sleep 30 & sleep 30"]);
-        let start = Instant::now();
-        let err = run_timed(cmd, Duration::from_millis(300)).unwrap_err();
-        assert!(err.to_string().contains("killed"), "{err}");
-        assert!(start.elapsed() < Duration::from_secs(10));
-    }
 }
