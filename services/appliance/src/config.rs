@@ -284,5 +284,20 @@ impl<'a> Node<'a> {
     }
 }
 
+/// A host or domain name: dot-separated labels of 1 to 63 letters, digits and hyphens,
+/// not starting or ending with a hyphen, 253 characters at most, one trailing dot
+/// allowed. A single label (`localhost`) is one too.
+pub fn is_hostname(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use appliance::config::{Problems, Validate};
+use appliance::config::{Problems, Validate, is_hostname};
 use appliance::runtime_config::RuntimeConfig;
 use serde::Deserialize;
 
@@ -255,20 +255,6 @@ impl Default for Stats {
 /// A domain name: labels of letters, digits and hyphens, at least one dot.
 pub fn is_domain(s: &str) -> bool {
     s.strip_suffix('.').unwrap_or(s).contains('.') && is_hostname(s)
-}
-
-/// A host name: labels of letters, digits and hyphens (`localhost` too).
-pub fn is_hostname(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 /// `host:port` with an IP address or a host name.

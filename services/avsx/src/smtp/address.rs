@@ -140,7 +140,7 @@ fn is_quoted_string(s: &str) -> bool {
 /// RFC 5321 does not forbid it, and the backend decides whether it is ours); no
 /// trailing dot in an address.
 fn is_domain(s: &str) -> bool {
-    !s.ends_with('.') && crate::config::is_hostname(s)
+    !s.ends_with('.') && appliance::config::is_hostname(s)
 }
 
 /// `[192.0.2.1]` or `[IPv6:2001:db8::1]`.

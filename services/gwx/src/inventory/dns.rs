@@ -41,7 +41,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use appliance::config::Problems;
+use appliance::config::{Problems, is_hostname};
 use serde::Deserialize;
 
 use super::{Gateway, Protocol, Service};
@@ -157,7 +157,7 @@ impl Dns {
         }
         let has_tcp_service = services.iter().any(|s| s.protocol == Protocol::Tcp);
         p.check(
-            is_domain(&self.zone),
+            is_hostname(&self.zone),
             "dns.zone",
             format!(
                 "expected a domain name like example.net, got {:?}",
@@ -176,7 +176,7 @@ impl Dns {
         );
         for (i, ns) in self.nameservers.iter().enumerate() {
             p.check(
-                is_domain(ns),
+                is_hostname(ns),
                 format!("dns.nameservers[{i}]"),
                 format!("expected a domain name, got {ns:?}"),
             );
@@ -246,7 +246,7 @@ impl Dns {
     /// others; an in-zone name server is no service's hostname.
     fn validate_glue(&self, p: &mut Problems, services: &[Service]) {
         // An invalid zone is reported above; what is inside it is then unknown.
-        let zone = is_domain(&self.zone).then(|| canonical(&self.zone));
+        let zone = is_hostname(&self.zone).then(|| canonical(&self.zone));
         let glue_for = |name: &str| self.glue.keys().any(|k| canonical(k) == name);
         if let Some(zone) = &zone {
             let hosts: Vec<(String, String)> = services
@@ -263,7 +263,7 @@ impl Dns {
                 .collect();
             for (i, ns) in self.nameservers.iter().enumerate() {
                 let name = canonical(ns);
-                if !is_domain(ns) || !in_zone(&name, zone) {
+                if !is_hostname(ns) || !in_zone(&name, zone) {
                     continue;
                 }
                 let key = format!("dns.nameservers[{i}]");
@@ -355,28 +355,14 @@ fn in_zone(name: &str, zone: &str) -> bool {
         .is_some_and(|head| head.is_empty() || head.ends_with('.'))
 }
 
-/// A domain name: labels of 1 to 63 letters, digits and hyphens, not starting or ending
-/// with a hyphen, 253 characters at most; one trailing dot allowed.
-pub fn is_domain(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            (1..=63).contains(&l.len())
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn domain_names() {
+    fn domain_names_are_host_names() {
         for ok in ["example.net", "example.net.", "a-b.c0.example"] {
-            assert!(is_domain(ok), "{ok}");
+            assert!(is_hostname(ok), "{ok}");
         }
         for bad in [
             "",
@@ -386,7 +372,7 @@ mod tests {
             "under_score.net",
             &"a".repeat(64),
         ] {
-            assert!(!is_domain(bad), "{bad}");
+            assert!(!is_hostname(bad), "{bad}");
         }
     }
 }

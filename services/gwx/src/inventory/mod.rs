@@ -15,7 +15,7 @@ use appliance::config::{self, ConfigError, Problems, Validate};
 use serde::Deserialize;
 
 mod dns;
-pub use dns::{Check, Dns, Fallback, HttpCheck, is_domain};
+pub use dns::{Check, Dns, Fallback, HttpCheck};
 
 /// The whole grid.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -302,7 +302,7 @@ impl Validate for Inventory {
             p.check_unique(&mut names, format!("{key}.name"), "service name", &s.name);
             if let Some(h) = &s.hostname {
                 p.check(
-                    is_domain(h) && !h.ends_with('.'),
+                    appliance::config::is_hostname(h) && !h.ends_with('.'),
                     format!("{key}.hostname"),
                     format!("expected a name relative to the DNS zone, like www, got {h:?}"),
                 );
