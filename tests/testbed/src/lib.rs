@@ -24,6 +24,7 @@ pub mod ports;
 pub mod process;
 pub mod require;
 pub mod servers;
+pub mod sql_writer;
 pub mod topology;
 
 pub use error::{Error, Result};

@@ -36,7 +36,7 @@ mod smtp_sink;
 mod spamd;
 
 pub use clamd::{Clamd, EICAR, EICAR_SIGNATURE, Scan};
-pub use mariadb::{MariaDb, MariaDbOptions};
+pub use mariadb::{Control, MariaDb, MariaDbOptions};
 pub use nginx::Nginx;
 pub use postfix::{Postfix, PostfixOptions};
 pub use s_server::{Certs, SServer};
