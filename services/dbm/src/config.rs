@@ -10,6 +10,7 @@
 //! password_file = "/etc/dbm/db0.pass"    # its first line; or password_env = "DB0_PASS"
 //! datadir = "/var/lib/mysql"             # where the server keeps its data
 //! ssh = "root@db0.example"               # where commands for this host run; absent: here
+//! source_host = "10.0.1.10"              # where replicas connect; default: host
 //!
 //! [db1]                                  # the new master: the same keys, plus
 //! start_command = "systemctl start mariadb"   # dbm stops db1, fills its datadir, starts it
@@ -30,6 +31,11 @@
 //! hook = "/usr/local/bin/switch-dns db1" # run once db1 is writable
 //! grace_secs = 2                         # writers' connections on db0 killed after this
 //! max_catchup_secs = 10                  # abort and unfreeze db0 when db1 needs longer
+//! hook_timeout_secs = 60                 # the hook is stopped after this
+//! max_lag_ms = 1000                      # freeze once a heartbeat reaches db1 and db2 this fast
+//!
+//! [verify]
+//! chunk_rows = 10000                     # rows per checksummed chunk
 //! ```
 //!
 //! Passwords are read only when connecting ([`crate::db`]); the config holds where they
@@ -58,6 +64,8 @@ pub struct Config {
     pub seed: Seed,
     #[serde(default)]
     pub cutover: Cutover,
+    #[serde(default)]
+    pub verify: Verify,
 }
 
 /// The three servers of a migration.
@@ -144,6 +152,9 @@ pub struct Server {
     pub start_command: Option<String>,
     /// Stops the server (db1 only).
     pub stop_command: Option<String>,
+    /// The address replicas use to reach this server (db0 for db1, db1 for db2), when
+    /// it is not `host` (e.g. dbm connects over a socket, or through another network).
+    pub source_host: Option<String>,
 }
 
 /// Where dbm connects to a server. Validation made sure there is exactly one.
@@ -182,13 +193,19 @@ impl Server {
         }
     }
 
+    /// Where a replica of this server connects: `source_host`, else `host`; `None`
+    /// when only a socket is configured (validation requires one for db0 and db1).
+    pub fn source_host(&self) -> Option<&str> {
+        self.source_host.as_deref().or(self.host.as_deref())
+    }
+
     /// Whether this server's commands run on this machine.
     pub fn is_local(&self) -> bool {
         self.ssh.is_none()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplicationMode {
     /// Global transaction ids: MariaDB `slave_pos`, MySQL auto-position.
@@ -272,6 +289,35 @@ fn default_max_catchup() -> u64 {
     10
 }
 
+fn default_hook_timeout() -> u64 {
+    60
+}
+
+fn default_max_lag() -> u64 {
+    1000
+}
+
+fn default_chunk_rows() -> u64 {
+    10_000
+}
+
+/// `[verify]`: how the tables are compared after the cutover.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// Rows per checksummed chunk: a mismatch is located to this many rows.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: u64,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            chunk_rows: default_chunk_rows(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cutover {
@@ -284,6 +330,13 @@ pub struct Cutover {
     /// aborts and db0 is made writable again.
     #[serde(default = "default_max_catchup")]
     pub max_catchup_secs: u64,
+    /// The hook is stopped (and the step fails) after this long.
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout_secs: u64,
+    /// The freeze starts only once a heartbeat written on db0 reaches db1 and db2
+    /// within this many milliseconds.
+    #[serde(default = "default_max_lag")]
+    pub max_lag_ms: u64,
 }
 
 impl Default for Cutover {
@@ -292,6 +345,8 @@ impl Default for Cutover {
             hook: None,
             grace_secs: default_grace(),
             max_catchup_secs: default_max_catchup(),
+            hook_timeout_secs: default_hook_timeout(),
+            max_lag_ms: default_max_lag(),
         }
     }
 }
@@ -348,17 +403,24 @@ fn check_user(p: &mut Problems, key: String, user: &str) {
     );
 }
 
+fn check_host(p: &mut Problems, key: String, host: &str) {
+    p.check(
+        !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains('/'),
+        key,
+        format!("expected a host name or address, got {host:?}"),
+    );
+}
+
 fn check_server(p: &mut Problems, role: Role, s: &Server) {
     let key = role.as_str();
+    if let Some(host) = &s.source_host {
+        check_host(p, format!("{key}.source_host"), host);
+    }
     match (&s.host, &s.socket) {
         (Some(_), Some(_)) => p.push(key, "give host or socket, not both"),
         (None, None) => p.push(key, "expected host (TCP) or socket (a Unix socket)"),
         (Some(host), None) => {
-            p.check(
-                !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains('/'),
-                format!("{key}.host"),
-                format!("expected a host name or address, got {host:?}"),
-            );
+            check_host(p, format!("{key}.host"), host);
             p.check(
                 s.port != 0,
                 format!("{key}.port"),
@@ -466,6 +528,32 @@ impl Validate for Config {
             "cutover.max_catchup_secs",
             format!("expected 1 to 3600, got {}", c.max_catchup_secs),
         );
+        p.check(
+            (1..=86_400).contains(&c.hook_timeout_secs),
+            "cutover.hook_timeout_secs",
+            format!("expected 1 to 86400, got {}", c.hook_timeout_secs),
+        );
+        p.check(
+            (10..=600_000).contains(&c.max_lag_ms),
+            "cutover.max_lag_ms",
+            format!("expected 10 to 600000, got {}", c.max_lag_ms),
+        );
+        p.check(
+            (1..=100_000_000).contains(&self.verify.chunk_rows),
+            "verify.chunk_rows",
+            format!("expected 1 to 100000000, got {}", self.verify.chunk_rows),
+        );
+        // Replicas reach db0 (db1's source) and db1 (db2's source) over TCP.
+        for role in [Role::Db0, Role::Db1] {
+            p.check(
+                self.server(role).source_host().is_some(),
+                format!("{role}.source_host"),
+                format!(
+                    "{role} is reached over a socket only: set {role}.source_host, the address \
+                     its replicas connect to"
+                ),
+            );
+        }
     }
 }
 

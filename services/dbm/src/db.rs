@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
+use mysql_async::prelude::{FromRow, Queryable};
 use mysql_async::{Conn, OptsBuilder};
 
 use crate::config::{Role, SecretSource, Server};
@@ -156,7 +156,7 @@ pub async fn connect_as(
     Ok(Db { endpoint, conn })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Flavour {
     MariaDb,
     MySql,
@@ -307,6 +307,50 @@ impl ServerInfo {
     }
 }
 
+/// A position in a server's own binary log: `SHOW MASTER STATUS`, plus MariaDB's
+/// `gtid_binlog_pos` (MySQL: `Executed_Gtid_Set`) when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BinlogPos {
+    pub file: String,
+    pub pos: u64,
+    pub gtid: Option<String>,
+}
+
+impl fmt::Display for BinlogPos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.pos)?;
+        if let Some(g) = self.gtid.as_deref().filter(|g| !g.is_empty()) {
+            write!(f, " (GTID {g})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What `SHOW SLAVE STATUS` says, the parts dbm uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub master_host: String,
+    pub master_port: u16,
+    pub io_running: String,
+    pub sql_running: bool,
+    /// The last IO or SQL error, if any.
+    pub last_error: Option<String>,
+    pub seconds_behind: Option<u64>,
+    /// MariaDB `Using_Gtid` (`No`, `Slave_Pos`, `Current_Pos`); MySQL `Auto_Position`.
+    pub using_gtid: bool,
+}
+
+impl ReplicaStatus {
+    pub fn running(&self) -> bool {
+        self.io_running == "Yes" && self.sql_running
+    }
+
+    /// Whether this replica's source is `host:port`.
+    pub fn follows(&self, host: &str, port: u16) -> bool {
+        self.master_port == port && self.master_host.eq_ignore_ascii_case(host)
+    }
+}
+
 /// A replication user's account on one server: `'repl'@'host'`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -382,6 +426,154 @@ impl Db {
                 repl_slave: privilege.eq_ignore_ascii_case("Y"),
             })
             .collect())
+    }
+
+    fn query_error(
+        &self,
+        what: &'static str,
+    ) -> impl FnOnce(mysql_async::Error) -> DbError + use<> {
+        let endpoint = self.endpoint.clone();
+        move |source| DbError::Query {
+            endpoint,
+            what,
+            source,
+        }
+    }
+
+    /// Runs `sql` (no rows expected); `what` names it in an error ("making db0 read-only").
+    pub async fn run(&mut self, what: &'static str, sql: &str) -> Result<(), DbError> {
+        let err = self.query_error(what);
+        self.conn.query_drop(sql).await.map_err(err)
+    }
+
+    /// Runs a prepared statement with `params` (no rows expected).
+    pub async fn exec(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: impl Into<mysql_async::Params> + Send,
+    ) -> Result<(), DbError> {
+        let err = self.query_error(what);
+        self.conn.exec_drop(sql, params).await.map_err(err)
+    }
+
+    /// All rows of `sql`.
+    pub async fn rows<T: FromRow + Send + 'static>(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<Vec<T>, DbError> {
+        let err = self.query_error(what);
+        self.conn.query(sql).await.map_err(err)
+    }
+
+    /// All rows of a prepared statement with `params`.
+    pub async fn exec_rows<T: FromRow + Send + 'static>(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: impl Into<mysql_async::Params> + Send,
+    ) -> Result<Vec<T>, DbError> {
+        let err = self.query_error(what);
+        self.conn.exec(sql, params).await.map_err(err)
+    }
+
+    /// The first row of `sql`, if any.
+    pub async fn first<T: FromRow + Send + 'static>(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+    ) -> Result<Option<T>, DbError> {
+        let err = self.query_error(what);
+        self.conn.query_first(sql).await.map_err(err)
+    }
+
+    /// The first row of a prepared statement with `params`, if any.
+    pub async fn exec_first<T: FromRow + Send + 'static>(
+        &mut self,
+        what: &'static str,
+        sql: &str,
+        params: impl Into<mysql_async::Params> + Send,
+    ) -> Result<Option<T>, DbError> {
+        let err = self.query_error(what);
+        self.conn.exec_first(sql, params).await.map_err(err)
+    }
+
+    /// This connection's id (`CONNECTION_ID()`), e.g. to spare it when killing others.
+    pub fn id(&self) -> u32 {
+        self.conn.id()
+    }
+
+    /// This server's current binary log position.
+    pub async fn master_status(&mut self) -> Result<BinlogPos, DbError> {
+        let row: Option<mysql_async::Row> = self
+            .first("reading the binary log position", "SHOW MASTER STATUS")
+            .await?;
+        let Some(row) = row else {
+            return Err(DbError::Unexpected {
+                endpoint: self.endpoint.clone(),
+                what: "SHOW MASTER STATUS is empty: the binary log is off".to_owned(),
+            });
+        };
+        let file: Option<String> = row.get("File");
+        let pos: Option<u64> = row.get("Position");
+        let mut gtid: Option<String> = row.get_opt("Executed_Gtid_Set").and_then(Result::ok);
+        if gtid.is_none() {
+            let g: Option<Option<String>> = self
+                .first("reading gtid_binlog_pos", "SELECT @@GLOBAL.gtid_binlog_pos")
+                .await
+                .ok()
+                .flatten();
+            gtid = g.flatten();
+        }
+        match (file, pos) {
+            (Some(file), Some(pos)) => Ok(BinlogPos {
+                file,
+                pos,
+                gtid: gtid.filter(|g| !g.is_empty()),
+            }),
+            _ => Err(DbError::Unexpected {
+                endpoint: self.endpoint.clone(),
+                what: "SHOW MASTER STATUS has no File or Position".to_owned(),
+            }),
+        }
+    }
+
+    /// `SHOW SLAVE STATUS`; `None` when this server is no replica.
+    pub async fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, DbError> {
+        let row: Option<mysql_async::Row> = self
+            .first("reading the replication status", "SHOW SLAVE STATUS")
+            .await?;
+        Ok(row.map(|row| {
+            let text = |name: &str| -> String {
+                row.get_opt::<Option<String>, _>(name)
+                    .and_then(Result::ok)
+                    .flatten()
+                    .unwrap_or_default()
+            };
+            let last_error = [text("Last_IO_Error"), text("Last_SQL_Error")]
+                .into_iter()
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>();
+            let using = text("Using_Gtid");
+            ReplicaStatus {
+                master_host: text("Master_Host"),
+                master_port: text("Master_Port").parse().unwrap_or(0),
+                io_running: text("Slave_IO_Running"),
+                sql_running: text("Slave_SQL_Running") == "Yes",
+                last_error: (!last_error.is_empty()).then(|| last_error.join("; ")),
+                seconds_behind: text("Seconds_Behind_Master").parse().ok(),
+                using_gtid: (!using.is_empty() && using != "No") || text("Auto_Position") == "1",
+            }
+        }))
+    }
+
+    /// `@@GLOBAL.read_only`.
+    pub async fn read_only(&mut self) -> Result<bool, DbError> {
+        let v: Option<i64> = self
+            .first("reading read_only", "SELECT @@GLOBAL.read_only")
+            .await?;
+        Ok(v == Some(1))
     }
 
     /// Closes the connection politely.

@@ -56,38 +56,30 @@ pub enum StepId {
     Seed,
     Prepare,
     Upgrade,
-    StartDb1,
     ReplicateDb1,
-    ReplicateDb2,
     CatchUp,
     Freeze,
-    Drain,
     Promote,
-    RepointDb2,
     Unfreeze,
     Hook,
+    RepointDb2,
     Verify,
-    Done,
 }
 
 impl StepId {
-    pub const ALL: [StepId; 16] = [
+    pub const ALL: [StepId; 12] = [
         StepId::Preflight,
         StepId::Seed,
         StepId::Prepare,
         StepId::Upgrade,
-        StepId::StartDb1,
         StepId::ReplicateDb1,
-        StepId::ReplicateDb2,
         StepId::CatchUp,
         StepId::Freeze,
-        StepId::Drain,
         StepId::Promote,
-        StepId::RepointDb2,
         StepId::Unfreeze,
         StepId::Hook,
+        StepId::RepointDb2,
         StepId::Verify,
-        StepId::Done,
     ];
 
     /// The name in the state file and in messages.
@@ -97,18 +89,14 @@ impl StepId {
             StepId::Seed => "seed",
             StepId::Prepare => "prepare",
             StepId::Upgrade => "upgrade",
-            StepId::StartDb1 => "start_db1",
             StepId::ReplicateDb1 => "replicate_db1",
-            StepId::ReplicateDb2 => "replicate_db2",
             StepId::CatchUp => "catch_up",
             StepId::Freeze => "freeze",
-            StepId::Drain => "drain",
             StepId::Promote => "promote",
             StepId::RepointDb2 => "repoint_db2",
             StepId::Unfreeze => "unfreeze",
             StepId::Hook => "hook",
             StepId::Verify => "verify",
-            StepId::Done => "done",
         }
     }
 }

@@ -3,7 +3,11 @@
 //! repoint db2, verify.
 
 pub mod config;
+pub mod cutover;
 pub mod db;
 pub mod journal;
 pub mod plan;
+pub mod preflight;
+pub mod replicate;
 pub mod seed;
+pub mod shell;

@@ -52,6 +52,11 @@ pub struct PlannedStep {
 pub struct PlanReport {
     pub checks: Vec<Check>,
     pub steps: Vec<PlannedStep>,
+    /// The replication mode the run uses (configured, or chosen by what the servers
+    /// support); `None` when the servers could not be asked.
+    pub mode: Option<ReplicationMode>,
+    /// Whether db1 needs the upgrade command (another release series than db0).
+    pub needs_upgrade: Option<bool>,
 }
 
 impl PlanReport {
@@ -175,6 +180,7 @@ pub async fn check(config: &Config) -> PlanReport {
     tools(&mut checks, config, method);
     free_disk(&mut checks, config, conns.get_mut(&Role::Db0)).await;
     replication_user(&mut checks, config, &mut conns).await;
+    db2_follows_db0(&mut checks, config, conns.get_mut(&Role::Db2)).await;
 
     for (_, conn) in conns {
         conn.close().await;
@@ -182,6 +188,8 @@ pub async fn check(config: &Config) -> PlanReport {
     PlanReport {
         steps: steps(config, &found, method, mode),
         checks: checks.0,
+        mode,
+        needs_upgrade: needs_upgrade(&found),
     }
 }
 
@@ -189,6 +197,57 @@ async fn connect_and_read(role: Role, server: &Server) -> Result<(Db, ServerInfo
     let mut conn = db::connect(role, server).await?;
     let info = conn.info().await?;
     Ok((conn, info))
+}
+
+/// db2 is db0's replica now and stays one until the cutover repoints it to db1: it
+/// must be replicating from db0's address, both threads running.
+async fn db2_follows_db0(checks: &mut Checks, config: &Config, db2: Option<&mut Db>) {
+    const WHAT: &str = "db2 replicates from db0";
+    let Some(db2) = db2 else {
+        return;
+    };
+    let db0 = &config.db0;
+    let host = db0.source_host().unwrap_or_default();
+    match db2.replica_status().await {
+        Err(e) => checks.fail(WHAT, e.to_string()),
+        Ok(None) => checks.fail(
+            WHAT,
+            format!(
+                "db2 is no replica: make it a replica of db0 ({host}:{}) first; dbm repoints \
+                 it to db1 at the cutover",
+                db0.port
+            ),
+        ),
+        Ok(Some(r)) if !r.follows(host, db0.port) => checks.fail(
+            WHAT,
+            format!(
+                "db2 replicates from {}:{}, not from db0 ({host}:{}); set db0.source_host to \
+                 the address db2 uses if it is the same server",
+                r.master_host, r.master_port, db0.port
+            ),
+        ),
+        Ok(Some(r)) if !r.running() => checks.fail(
+            WHAT,
+            format!(
+                "db2's replication from db0 is not running (IO {}, SQL {}){}",
+                r.io_running,
+                if r.sql_running { "Yes" } else { "No" },
+                r.last_error.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+        ),
+        Ok(Some(r)) => checks.ok(
+            WHAT,
+            format!(
+                "running from {}:{}{}{}",
+                r.master_host,
+                r.master_port,
+                if r.using_gtid { ", with GTIDs" } else { "" },
+                r.seconds_behind
+                    .map(|s| format!(", {s}s behind"))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
 }
 
 fn binary_logs(checks: &mut Checks, found: &Found) {
@@ -661,6 +720,7 @@ fn steps(
         None => "gtid or file_pos (once the servers can be asked)",
     };
     let c = &config.cutover;
+    let source = |s: &Server| format!("{}:{}", s.source_host().unwrap_or("?"), s.port);
     let step = |id: StepId, what: String| PlannedStep {
         name: id.as_str(),
         what,
@@ -692,61 +752,44 @@ fn steps(
             ),
         ),
     ];
-    let upgrade = match (needs_upgrade(found), &config.seed.upgrade_command) {
-        (Some(false), _) => None,
-        (Some(true), Some(c)) => Some(format!("`{c}`{} (db0 and db1 versions differ)", at(db1))),
-        (Some(true), None) => Some("needed, but seed.upgrade_command is not set".to_owned()),
-        (None, Some(c)) => Some(format!("`{c}`{} if the versions differ", at(db1))),
-        (None, None) => None,
+    let upgrade: String = match (needs_upgrade(found), &config.seed.upgrade_command) {
+        (Some(false), _) => "not needed: db0 and db1 run the same release series".to_owned(),
+        (Some(true), Some(c)) => format!("`{c}`{} (db0 and db1 versions differ)", at(db1)),
+        (Some(true), None) => "needed, but seed.upgrade_command is not set".to_owned(),
+        (None, Some(c)) => format!("`{c}`{} if the versions differ", at(db1)),
+        (None, None) => "if the versions differ; seed.upgrade_command is not set".to_owned(),
     };
-    if let Some(what) = upgrade {
-        out.push(step(StepId::Upgrade, what));
-    }
+    out.push(step(StepId::Upgrade, upgrade));
     out.extend([
-        step(
-            StepId::StartDb1,
-            format!(
-                "`{}`{}",
-                db1.start_command.as_deref().unwrap_or(""),
-                at(db1)
-            ),
-        ),
         step(
             StepId::ReplicateDb1,
             format!(
-                "db1 replicates from db0 ({}) as '{}' from the backup's coordinates, {mode}",
-                db0.address(),
+                "db1 read-only, replicating from db0 ({}) as '{}' from the backup's \
+                 coordinates, {mode}",
+                source(db0),
                 config.replication.user
             ),
         ),
         step(
-            StepId::ReplicateDb2,
+            StepId::CatchUp,
             format!(
-                "db2 ({}) replicates from db1 ({}), {mode}",
-                db2.address(),
-                db1.address()
+                "a heartbeat row written on db0 until it reaches db1 and db2 within {} ms",
+                c.max_lag_ms
             ),
         ),
         step(
-            StepId::CatchUp,
-            "wait until a heartbeat row written on db0 is on db1 and db2".to_owned(),
-        ),
-        step(StepId::Freeze, "db0 read-only: writes stop".to_owned()),
-        step(
-            StepId::Drain,
+            StepId::Freeze,
             format!(
-                "writers' connections on db0 killed after {}s; wait until db1 has applied \
-                 db0's final position (longer than {}s: abort, db0 writable again)",
+                "db0 read-only (statements still running after {}s are killed), its other \
+                 clients disconnected, its final position recorded; wait until db1 has \
+                 applied it (longer than {}s: db0 writable again, the step fails)",
                 c.grace_secs, c.max_catchup_secs
             ),
         ),
         step(
             StepId::Promote,
-            "stop and reset replication on db1; record db1's position".to_owned(),
-        ),
-        step(
-            StepId::RepointDb2,
-            "db2 follows db1 from exactly that position".to_owned(),
+            "db1 stops replicating; its position recorded, a snapshot of it kept for verify"
+                .to_owned(),
         ),
         step(
             StepId::Unfreeze,
@@ -756,6 +799,15 @@ fn steps(
     if let Some(hook) = &c.hook {
         out.push(step(StepId::Hook, format!("`{hook}`")));
     }
+    out.push(step(
+        StepId::RepointDb2,
+        format!(
+            "db2 ({}) applies db0's final position, then replicates from db1 ({}) from \
+             the recorded position, {mode}",
+            db2.address(),
+            source(db1)
+        ),
+    ));
     out.push(step(
         StepId::Verify,
         "row counts and chunked checksums of every table: db0 (frozen) against db1, db1 \

@@ -24,17 +24,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::config::{Address, Config, SeedMethod, Server};
 use crate::db;
 use crate::journal::{Step, StepContext, StepId, Undo};
+use crate::shell::{collect_tail, die_with_dbm, run_checked, run_command};
 
 /// How often the stream's progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// How much of a failed command's stderr an error carries.
-const STDERR_TAIL: usize = 2048;
 
 /// Where db1 can start replicating from db0: the backup's position in db0's binary log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,61 +379,6 @@ pub fn parse_coordinates(text: &str) -> anyhow::Result<Coordinates> {
     })
 }
 
-/// Runs a plan command with `sh -c`; `None` is an error naming the missing key.
-async fn run_command(key: &str, command: Option<&str>) -> anyhow::Result<()> {
-    let Some(command) = command else {
-        bail!("{key} is not set: dbm cannot stop or start db1 without it");
-    };
-    tracing::info!(%key, %command, "running");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(command);
-    run_checked(cmd, key).await.map(drop)
-}
-
-/// Runs `cmd` to completion, stdin closed; an error carries its stderr's tail.
-async fn run_checked(mut cmd: Command, what: &str) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("starting {what} ({:?})", cmd.as_std().get_program()))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stderr))
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The last `STDERR_TAIL` bytes of `text`, trimmed, at a character boundary.
-fn tail(text: &str) -> &str {
-    let text = text.trim();
-    let mut start = text.len().saturating_sub(STDERR_TAIL);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
-}
-
-/// Reads `from` to its end, keeping its tail (for the error message).
-async fn collect_tail(mut from: impl AsyncRead + Unpin) -> String {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > 4 * STDERR_TAIL {
-            kept.drain(..kept.len() - STDERR_TAIL);
-        }
-    }
-    tail(&String::from_utf8_lossy(&kept)).to_owned()
-}
-
 /// `backup --stream | unpack -x -C <db1 datadir>`, the bytes counted on the way;
 /// returns how many went through.
 async fn stream_backup(config: &Config) -> anyhow::Result<u64> {
@@ -445,6 +389,7 @@ async fn stream_backup(config: &Config) -> anyhow::Result<u64> {
     if let Some(password) = db::read_secret(&db0.password(), "db0")? {
         backup.env("MYSQL_PWD", password.expose());
     }
+    die_with_dbm(&mut backup);
     let mut backup = backup
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -452,7 +397,9 @@ async fn stream_backup(config: &Config) -> anyhow::Result<u64> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", method.program()))?;
-    let mut unpack = Command::new(method.unpacker())
+    let mut unpack = Command::new(method.unpacker());
+    die_with_dbm(&mut unpack);
+    let mut unpack = unpack
         .arg("-x")
         .arg("-C")
         .arg(&config.db1.datadir)
@@ -592,8 +539,6 @@ mod tests {
     fn sizes_and_tails_read_well() {
         assert_eq!(human(999), "999 B");
         assert_eq!(human(2_100_000_000), "2.1 GB");
-        let long = "é".repeat(STDERR_TAIL);
-        assert!(tail(&long).len() <= STDERR_TAIL);
         assert!(
             aside_name(Path::new("/var/lib/mysql"))
                 .to_string_lossy()

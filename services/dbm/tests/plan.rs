@@ -1,7 +1,7 @@
 //! `dbm plan` against three real MariaDB servers from the test bed, on loopback with
 //! their own data dirs and ports: a good plan passes and lists the steps; each broken
 //! precondition (wrong password, binary log off, duplicate server ids, no
-//! log_slave_updates) fails with a message naming the server and what to fix.
+//! log_slave_updates, db2 not replicating from db0) fails with a message naming the server and what to fix.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,9 +23,11 @@ fn start(server_id: u32, log_bin: bool, extra: &[&str]) -> MariaDb {
         },
     )
     .unwrap();
-    // The fresh grant tables let nobody in over TCP: dbm's and the replica's users.
+    // The fresh grant tables let nobody in over TCP: dbm's and the replica's users,
+    // kept out of the binary log so db2 does not replay them from db0.
     db.query(&format!(
-        "CREATE USER 'dbm'@'127.0.0.1' IDENTIFIED BY '{DBM_PASSWORD}';
+        "SET SESSION sql_log_bin = 0;
+         CREATE USER 'dbm'@'127.0.0.1' IDENTIFIED BY '{DBM_PASSWORD}';
          GRANT ALL PRIVILEGES ON *.* TO 'dbm'@'127.0.0.1' WITH GRANT OPTION;
          CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY '{REPL_PASSWORD}';
          GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';"
@@ -43,8 +45,12 @@ struct Bed {
 impl Bed {
     /// `[db0, db1, db2]`, one after the other: started from other threads, they
     /// would die with them (the test bed's servers have a parent-death signal).
-    fn start(options: [(u32, bool, &'static [&'static str]); 3]) -> Bed {
+    /// `replica`: db2 replicates from db0, as a plan needs.
+    fn start(options: [(u32, bool, &'static [&'static str]); 3], replica: bool) -> Bed {
         let db = options.map(|(id, log_bin, extra)| start(id, log_bin, extra));
+        if replica {
+            db[2].replicate_from(&db[0], "repl", REPL_PASSWORD).unwrap();
+        }
         let dir = tempfile::tempdir().unwrap();
         for name in ["db0", "db1", "db2"] {
             std::fs::write(
@@ -125,11 +131,14 @@ fn failures(report: &PlanReport) -> Vec<String> {
 /// applies. The plan passes; a wrong password for db1 is then named with its file.
 #[test]
 fn a_good_plan_passes_and_a_wrong_password_is_named() {
-    let bed = Bed::start([
-        (1, true, &[]),
-        (2, true, &["--log-slave-updates"]),
-        (3, true, &[]),
-    ]);
+    let bed = Bed::start(
+        [
+            (1, true, &[]),
+            (2, true, &["--log-slave-updates"]),
+            (3, true, &[]),
+        ],
+        true,
+    );
     let report = bed.check();
     print!("{report}");
     assert!(report.ok(), "{report}");
@@ -147,6 +156,7 @@ fn a_good_plan_passes_and_a_wrong_password_is_named() {
         "replication user on db1",
         "mariabackup on db0",
         "replication mode",
+        "db2 replicates from db0",
     ] {
         assert!(checks.contains(&what), "no check {what:?} in\n{report}");
     }
@@ -157,16 +167,14 @@ fn a_good_plan_passes_and_a_wrong_password_is_named() {
             "preflight",
             "seed",
             "prepare",
-            "start_db1",
+            "upgrade",
             "replicate_db1",
-            "replicate_db2",
             "catch_up",
             "freeze",
-            "drain",
             "promote",
-            "repoint_db2",
             "unfreeze",
             "hook",
+            "repoint_db2",
             "verify"
         ],
         "{report}"
@@ -217,7 +225,7 @@ fn a_good_plan_passes_and_a_wrong_password_is_named() {
 /// with the same server id, db1 without log_slave_updates.
 #[test]
 fn binlog_off_duplicate_ids_and_no_log_slave_updates_are_named() {
-    let bed = Bed::start([(1, false, &[]), (2, true, &[]), (1, true, &[])]);
+    let bed = Bed::start([(1, false, &[]), (2, true, &[]), (1, true, &[])], false);
     let report = bed.check();
     assert!(!report.ok());
     let f = failures(&report);
@@ -230,14 +238,18 @@ fn binlog_off_duplicate_ids_and_no_log_slave_updates_are_named() {
     );
     assert!(has("db0 and db2 both have server_id 1"), "{report}");
     assert!(has("db1 has log_slave_updates OFF"), "{report}");
-    assert_eq!(f.len(), 3, "{report}");
+    assert!(
+        has("db2 is no replica: make it a replica of db0"),
+        "{report}"
+    );
+    assert_eq!(f.len(), 4, "{report}");
     for check in report.checks.iter().filter(|c| c.what.ends_with("login")) {
         assert_eq!(check.status, Status::Ok, "{report}");
     }
 
     let (code, stdout, stderr) = run_dbm(&bed.plan_file());
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stdout.contains("3 precondition(s) failed"), "{stdout}");
+    assert!(stdout.contains("4 precondition(s) failed"), "{stdout}");
     assert!(
         stdout.contains("db0 and db2 both have server_id 1"),
         "{stdout}"
