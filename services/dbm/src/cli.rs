@@ -1,4 +1,4 @@
-//! The command line: `dbm plan`.
+//! The command line: `dbm plan | run | status | abort`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use appliance::cli::CommonArgs;
 
 use dbm::config::Config;
+use dbm::journal::{Journal, Runner, StepId};
+use dbm::steps;
 
 /// Default migration plan.
 const DEFAULT_CONFIG: &str = "/etc/dbm/plan.toml";
@@ -26,6 +28,17 @@ pub enum Command {
     /// Connect to db0, db1 and db2, check every precondition and print the steps the
     /// run will take; changes nothing. Exits 1 when a precondition fails.
     Plan,
+    /// Run the migration, or continue it from the first step not done (after a failure,
+    /// a crash or kill -9). Each step's start and result go to the journal
+    /// (`state_file`). Exits 1 when a step fails; run again once the cause is fixed.
+    Run,
+    /// Show where the migration stands, step by step, from the journal; connects to
+    /// nothing.
+    Status,
+    /// Roll back what can be rolled back, last step first: db0 writable again, db1's
+    /// replication stopped, its old datadir back. Stops at a step that cannot be undone
+    /// (once db1 is writable). Run again to continue an interrupted abort.
+    Abort,
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -34,16 +47,69 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 
 pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     let config = load(&args.common.config_or(DEFAULT_CONFIG))?;
+    let source = args.common.config_or(DEFAULT_CONFIG).display().to_string();
     match args.command {
         Command::Plan => plan(&config),
+        Command::Run => run(&source, &config),
+        Command::Status => status(&config),
+        Command::Abort => abort(&source, &config),
     }
 }
 
-fn plan(config: &Config) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    let report = runtime.block_on(dbm::plan::check(config));
+        .build()?)
+}
+
+fn run(source: &str, config: &Config) -> anyhow::Result<ExitCode> {
+    let runner = Runner::new(&config.state_file, steps::plan_id(source, config));
+    let steps = steps::all(config);
+    let report = runtime()?.block_on(runner.run(&steps));
+    match report {
+        Ok(report) => {
+            print!("{report}");
+            let journal = Journal::load(&config.state_file)?;
+            let freeze = journal.as_ref().and_then(|j| {
+                [StepId::Hook, StepId::Unfreeze]
+                    .into_iter()
+                    .find_map(|s| j.get_opt::<i64>(s, "freeze_ms").ok().flatten())
+            });
+            if let Some(ms) = freeze {
+                println!("write freeze: {ms} ms");
+            }
+            println!("migration done");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // What happened before the failure is in the journal: show it.
+            if let Ok(status) = Runner::status(&config.state_file) {
+                eprint!("{status}");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn status(config: &Config) -> anyhow::Result<ExitCode> {
+    print!("{}", Runner::status(&config.state_file)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn abort(source: &str, config: &Config) -> anyhow::Result<ExitCode> {
+    let runner = Runner::new(&config.state_file, steps::plan_id(source, config));
+    let steps = steps::all(config);
+    let report = runtime()?.block_on(runner.abort(&steps))?;
+    print!("{report}");
+    println!(
+        "aborted: remove {} to start over",
+        config.state_file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(config: &Config) -> anyhow::Result<ExitCode> {
+    let report = runtime()?.block_on(dbm::plan::check(config));
     print!("{report}");
     Ok(if report.ok() {
         ExitCode::SUCCESS

@@ -205,10 +205,9 @@ impl Promote {
 
 /// The final position of db0 that `freeze` recorded.
 fn final_position(ctx: &StepContext<'_>) -> anyhow::Result<BinlogPos> {
-    Ok(ctx
-        .journal()
+    ctx.journal()
         .get(StepId::Freeze, "final")
-        .context("db0's final position")?)
+        .context("db0's final position")
 }
 
 #[async_trait::async_trait]
@@ -412,10 +411,9 @@ impl RepointDb2 {
 
 /// db1's position at the promote.
 fn promoted_position(ctx: &StepContext<'_>) -> anyhow::Result<BinlogPos> {
-    Ok(ctx
-        .journal()
+    ctx.journal()
         .get(StepId::Promote, "position")
-        .context("db1's position at the promote")?)
+        .context("db1's position at the promote")
 }
 
 /// The `UNTIL` clause that stops a replica of db1 at `position`.

@@ -11,3 +11,5 @@ pub mod preflight;
 pub mod replicate;
 pub mod seed;
 pub mod shell;
+pub mod steps;
+pub mod verify;

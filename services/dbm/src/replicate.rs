@@ -43,9 +43,9 @@ pub struct Setup {
 
 impl Setup {
     pub fn of(journal: &Journal) -> anyhow::Result<Setup> {
-        Ok(journal
+        journal
             .get(StepId::Preflight, "setup")
-            .context("what preflight found")?)
+            .context("what preflight found")
     }
 }
 
@@ -159,21 +159,20 @@ pub async fn replicate(
     }
 }
 
-/// Waits until `replica`'s IO and SQL threads both run (`io_only`: the IO thread); an
-/// error carries the replica's own last error.
-pub async fn wait_running(
-    replica: &mut Db,
-    source_role: Role,
-    io_only: bool,
-) -> anyhow::Result<()> {
+/// Waits until `replica`'s IO and SQL threads both run; an error carries the
+/// replica's own last error. `until`: started with `START SLAVE UNTIL`, where the SQL
+/// thread stops at the position (with GTIDs MariaDB stops the IO thread too), so
+/// threads stopped without an error are fine.
+pub async fn wait_running(replica: &mut Db, source_role: Role, until: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let status = replica
             .replica_status()
             .await?
             .with_context(|| format!("{} is not a replica after START SLAVE", replica.endpoint))?;
-        let sql_ok = io_only || status.sql_running;
-        if status.io_running == "Yes" && sql_ok && status.last_error.is_none() {
+        let sql_ok = until || status.sql_running;
+        let io_ok = status.io_running == "Yes" || (until && !status.sql_running);
+        if io_ok && sql_ok && status.last_error.is_none() {
             return Ok(());
         }
         let stuck = status.io_running == "No" || !sql_ok;

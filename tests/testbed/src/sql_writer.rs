@@ -30,6 +30,10 @@ pub struct WriterReport {
     pub failures: u64,
     /// The longest time between two acknowledged inserts.
     pub longest_gap: Duration,
+    /// Every time without an acknowledged insert of at least [`STALL`], in order: when
+    /// it began (the last acknowledgement before it) and how long it lasted. A
+    /// benchmark picks the one around the cutover; others come from the backup's locks.
+    pub stalls: Vec<Stall>,
     /// The targets written to, in order (`host:port`).
     pub targets: Vec<String>,
     /// The first few distinct errors, for the test's message.
@@ -38,7 +42,25 @@ pub struct WriterReport {
     pub elapsed: Duration,
 }
 
+/// The shortest gap between acknowledged inserts that [`WriterReport::stalls`] lists.
+pub const STALL: Duration = Duration::from_millis(50);
+
+/// A time without acknowledged inserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    pub began: std::time::SystemTime,
+    pub length: Duration,
+}
+
 impl WriterReport {
+    /// The stall that was going on at `at` (e.g. when the freeze began), if any.
+    pub fn stall_at(&self, at: std::time::SystemTime) -> Option<Stall> {
+        self.stalls
+            .iter()
+            .copied()
+            .find(|s| s.began <= at && at <= s.began + s.length)
+    }
+
     /// Acknowledged inserts per second.
     pub fn rate(&self) -> f64 {
         self.acked.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -122,6 +144,7 @@ async fn write_until(options: WriterOptions, stop: Arc<AtomicBool>) -> WriterRep
     let mut report = WriterReport::default();
     let started = Instant::now();
     let mut last_ack = Instant::now();
+    let mut last_ack_wall = std::time::SystemTime::now();
     let mut next_id: u64 = 1;
     let mut conn: Option<Conn> = None;
     let sql = format!("INSERT INTO {} (id, at) VALUES (?, NOW(6))", options.table);
@@ -154,8 +177,16 @@ async fn write_until(options: WriterOptions, stop: Arc<AtomicBool>) -> WriterRep
         match insert {
             Ok(Ok(())) => {
                 let now = Instant::now();
-                report.longest_gap = report.longest_gap.max(now - last_ack);
+                let gap = now - last_ack;
+                report.longest_gap = report.longest_gap.max(gap);
+                if gap >= STALL {
+                    report.stalls.push(Stall {
+                        began: last_ack_wall,
+                        length: gap,
+                    });
+                }
                 last_ack = now;
+                last_ack_wall = std::time::SystemTime::now();
                 report.acked.push(id);
             }
             Ok(Err(e)) => {

@@ -102,6 +102,18 @@ fn range_text(key: &[String], lower: Option<&str>, upper: Option<&str>) -> Strin
     }
 }
 
+/// `` `a`, `b` ``, or `none`.
+fn columns_text(columns: &[String]) -> String {
+    if columns.is_empty() {
+        return "none".to_owned();
+    }
+    columns
+        .iter()
+        .map(|c| sql::quote(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (schema, table) = self.table();
@@ -117,10 +129,10 @@ impl fmt::Display for Mismatch {
                 ..
             } => write!(
                 f,
-                "{name} has other columns on {other} ({}) than on {reference} ({}); its rows \
-                 were not compared",
-                other_columns.join(", "),
-                reference_columns.join(", ")
+                "{name} has the columns {} on {reference} but {} on {other}; its rows were \
+                 not compared",
+                columns_text(reference_columns),
+                columns_text(other_columns)
             ),
             Mismatch::RowCount {
                 reference,
@@ -239,8 +251,16 @@ mod tests {
             "`app`.`t` chunk 3 ((`a`, `b`) <= (5, 'k1')): 100 rows on db0 (127.0.0.1:3306), 99 \
              on db1 (127.0.0.1:3307)"
         );
-        assert!(chunk(&["id"], Some("300"), None, 101).to_string().contains("(`id` > 300)"));
-        assert!(chunk(&[], None, None, 1).to_string().contains("(the whole table: it has no key)"));
+        assert!(
+            chunk(&["id"], Some("300"), None, 101)
+                .to_string()
+                .contains("(`id` > 300)")
+        );
+        assert!(
+            chunk(&[], None, None, 1)
+                .to_string()
+                .contains("(the whole table: it has no key)")
+        );
     }
 
     #[test]
@@ -263,7 +283,10 @@ mod tests {
             mismatches: Vec::new(),
         };
         assert!(c.ok());
-        assert_eq!(c.to_string(), "2 tables, 1000 rows in 12 chunks compared: equal");
+        assert_eq!(
+            c.to_string(),
+            "2 tables, 1000 rows in 12 chunks compared: equal"
+        );
         c.mismatches.push(Mismatch::MissingTable {
             schema: "we`ird".into(),
             table: "t".into(),

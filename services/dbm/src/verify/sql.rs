@@ -81,11 +81,9 @@ pub fn choose_key(rows: &[IndexColumn]) -> Option<Vec<String>> {
         }
     }
     let usable = |columns: &[&IndexColumn]| {
-        columns
-            .iter()
-            .all(|(_, column, non_unique, nullable)| {
-                column.is_some() && *non_unique == 0 && !nullable.eq_ignore_ascii_case("YES")
-            })
+        columns.iter().all(|(_, column, non_unique, nullable)| {
+            column.is_some() && *non_unique == 0 && !nullable.eq_ignore_ascii_case("YES")
+        })
     };
     let primary = indexes.iter().find(|(name, _)| *name == "PRIMARY");
     primary
@@ -172,7 +170,10 @@ fn compare(key: &[String], less: bool) -> String {
     let disjuncts: Vec<String> = (0..key.len())
         .map(|i| {
             let op = if i + 1 == key.len() { last } else { strict };
-            let mut terms: Vec<String> = key[..i].iter().map(|c| format!("{} = ?", quote(c))).collect();
+            let mut terms: Vec<String> = key[..i]
+                .iter()
+                .map(|c| format!("{} = ?", quote(c)))
+                .collect();
             terms.push(format!("{} {op} ?", quote(&key[i])));
             terms.join(" AND ")
         })
@@ -180,7 +181,14 @@ fn compare(key: &[String], less: bool) -> String {
     if disjuncts.len() == 1 {
         disjuncts.into_iter().next().unwrap_or_default()
     } else {
-        format!("({})", disjuncts.iter().map(|d| format!("({d})")).collect::<Vec<_>>().join(" OR "))
+        format!(
+            "({})",
+            disjuncts
+                .iter()
+                .map(|d| format!("({d})"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        )
     }
 }
 
@@ -284,7 +292,10 @@ mod tests {
             "SELECT `id` FROM `s`.`t` WHERE `id` > ? ORDER BY `id` LIMIT 1 OFFSET 0"
         );
         let sql = checksum("s", "t", &[column("id", "int")], &k, true, true);
-        assert!(sql.ends_with(" FROM `s`.`t` WHERE `id` > ? AND `id` <= ?"), "{sql}");
+        assert!(
+            sql.ends_with(" FROM `s`.`t` WHERE `id` > ? AND `id` <= ?"),
+            "{sql}"
+        );
         let sql = checksum("s", "t", &[column("id", "int")], &k, false, false);
         assert!(sql.ends_with(" FROM `s`.`t`"), "{sql}");
     }
@@ -312,7 +323,10 @@ mod tests {
         );
         // The upper bound only: the first chunk.
         let sql = checksum("s", "t", &[column("a", "int")], &k, false, true);
-        assert!(sql.ends_with(" WHERE ((`a` < ?) OR (`a` = ? AND `b` <= ?))"), "{sql}");
+        assert!(
+            sql.ends_with(" WHERE ((`a` < ?) OR (`a` = ? AND `b` <= ?))"),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -378,7 +392,12 @@ mod tests {
     #[test]
     fn the_key_is_the_primary_key_or_a_unique_key_without_nulls() {
         let row = |index: &str, column: &str, non_unique: i64, nullable: &str| -> IndexColumn {
-            (index.to_owned(), Some(column.to_owned()), non_unique, nullable.to_owned())
+            (
+                index.to_owned(),
+                Some(column.to_owned()),
+                non_unique,
+                nullable.to_owned(),
+            )
         };
         let rows = vec![
             row("PRIMARY", "a", 0, ""),
@@ -408,7 +427,10 @@ mod tests {
     #[test]
     fn bounds_are_shown_as_sql_literals() {
         assert_eq!(values_text(&[Value::Int(42)]), "42");
-        assert_eq!(values_text(&[Value::Int(5), Value::from("it's")]), "(5, 'it\\'s')");
+        assert_eq!(
+            values_text(&[Value::Int(5), Value::from("it's")]),
+            "(5, 'it\\'s')"
+        );
         assert_eq!(values_text(&[Value::Bytes(vec![0xff, 0x00])]), "0xFF00");
     }
 }

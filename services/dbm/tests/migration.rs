@@ -1,0 +1,147 @@
+//! Whole migrations with `dbm run` against three real MariaDB servers while a client
+//! inserts without pause: every acknowledged insert is on db1 and db2 afterwards, the
+//! tables are the same on both, and the write freeze is reported. The second test kills
+//! `dbm` (SIGKILL) in every step it can catch running and runs it again each time.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{bed, describe, frozen_at, journal, reported_freeze};
+use testbed::servers::Server;
+
+#[test]
+fn a_migration_under_continuous_writes_loses_no_acknowledged_insert() {
+    let bed = bed(20_000, None, "");
+    let plan = bed.run_dbm(&["plan"]);
+    assert!(plan.status.success(), "dbm plan failed");
+
+    let writer = bed.writer();
+    std::thread::sleep(Duration::from_secs(1));
+    let out = bed.run_dbm(&["run"]);
+    assert!(out.status.success(), "dbm run failed");
+    // Writes go on, now to db1.
+    std::thread::sleep(Duration::from_millis(500));
+    let report = writer.stop();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+
+    let freeze = reported_freeze(&stdout).expect("dbm run reports the write freeze");
+    eprintln!(
+        "write freeze reported by dbm: {freeze} ms; {}",
+        describe(&report, frozen_at(&bed.journal_path()))
+    );
+    let db0 = format!("127.0.0.1:{}", bed.db0.addr().port());
+    let db1 = format!("127.0.0.1:{}", bed.db1.addr().port());
+    assert_eq!(
+        report.targets,
+        [db0, db1],
+        "the writer moved from db0 to db1"
+    );
+    assert!(
+        stdout.contains("verify") && stdout.contains("db0 = db1 = db2"),
+        "verify compared all three: {stdout}"
+    );
+    bed.check_nothing_lost(&report);
+    // db0 stays frozen: nobody writes to the old master by mistake.
+    assert_eq!(
+        bed.db0.query("SELECT @@GLOBAL.read_only").unwrap().trim(),
+        "1"
+    );
+    let status = bed.run_dbm(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("all steps done"));
+    // A finished migration run again does nothing and says so.
+    let again = bed.run_dbm(&["run"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("done earlier"));
+}
+
+/// The step of the journal that has started and not finished, if any.
+fn running_step(journal: &serde_json::Value) -> Option<String> {
+    let steps = journal.get("steps")?.as_object()?;
+    steps
+        .iter()
+        .find(|(_, r)| r.get("finished").is_some_and(serde_json::Value::is_null))
+        .map(|(name, _)| name.clone())
+}
+
+#[test]
+fn killed_in_every_step_dbm_resumes_and_loses_nothing() {
+    // file_pos mode here (the other test uses GTIDs); the hook takes a moment, as a
+    // DNS update would, so that it too can be caught running.
+    let bed = bed(5_000, Some("file_pos"), " && sleep 0.3");
+    let writer = bed.writer();
+    let mut killed: BTreeSet<String> = BTreeSet::new();
+    let started = Instant::now();
+    let mut runs = 0;
+    let out = loop {
+        runs += 1;
+        assert!(runs < 40, "dbm did not finish after {runs} runs");
+        let mut child = bed
+            .dbm(&["run"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting dbm run");
+        let mut victim = None;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if let Some(step) = journal(&bed.journal_path()).and_then(|j| running_step(&j))
+                && !killed.contains(&step)
+            {
+                child.kill().expect("SIGKILL to dbm");
+                victim = Some(step);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let out = child.wait_with_output().expect("waiting for dbm");
+        match victim {
+            Some(step) => {
+                assert_eq!(out.status.signal(), Some(9), "dbm was killed");
+                eprintln!(
+                    "killed dbm in step {step} ({:.1} s)",
+                    started.elapsed().as_secs_f64()
+                );
+                killed.insert(step);
+            }
+            None if out.status.success() => break out,
+            None => panic!(
+                "dbm run failed by itself after kills in {killed:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let report = writer.stop();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "killed in {killed:?}; {runs} runs; {}\n{stdout}",
+        describe(&report, frozen_at(&bed.journal_path()))
+    );
+    // Every step that takes longer than a moment was caught; the instant ones
+    // (upgrade not needed, unfreeze) may finish between two looks at the journal.
+    for step in [
+        "preflight",
+        "seed",
+        "prepare",
+        "replicate_db1",
+        "catch_up",
+        "freeze",
+        "promote",
+        "hook",
+        "repoint_db2",
+        "verify",
+    ] {
+        assert!(
+            killed.contains(step),
+            "never caught {step} running: {killed:?}"
+        );
+    }
+    bed.check_nothing_lost(&report);
+    assert!(stdout.contains("migration done"));
+}
