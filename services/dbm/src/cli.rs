@@ -31,7 +31,12 @@ pub enum Command {
     /// Run the migration, or continue it from the first step not done (after a failure,
     /// a crash or kill -9). Each step's start and result go to the journal
     /// (`state_file`). Exits 1 when a step fails; run again once the cause is fixed.
-    Run,
+    Run {
+        /// Stop once this step is done, e.g. `catch_up`: seed and replicate now, cut
+        /// over later with another `dbm run`.
+        #[arg(long, value_name = "STEP")]
+        until: Option<StepId>,
+    },
     /// Show where the migration stands, step by step, from the journal; connects to
     /// nothing.
     Status,
@@ -50,7 +55,7 @@ pub fn dispatch(args: Args) -> anyhow::Result<ExitCode> {
     let source = args.common.config_or(DEFAULT_CONFIG).display().to_string();
     match args.command {
         Command::Plan => plan(&config),
-        Command::Run => run(&source, &config),
+        Command::Run { until } => run(&source, &config, until),
         Command::Status => status(&config),
         Command::Abort => abort(&source, &config),
     }
@@ -62,10 +67,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run(source: &str, config: &Config) -> anyhow::Result<ExitCode> {
+fn run(source: &str, config: &Config, until: Option<StepId>) -> anyhow::Result<ExitCode> {
     let runner = Runner::new(&config.state_file, steps::plan_id(source, config));
     let steps = steps::all(config);
-    let report = runtime()?.block_on(runner.run(&steps));
+    let report = runtime()?.block_on(runner.run_until(&steps, until));
     match report {
         Ok(report) => {
             print!("{report}");
@@ -78,7 +83,10 @@ fn run(source: &str, config: &Config) -> anyhow::Result<ExitCode> {
             if let Some(ms) = freeze {
                 println!("write freeze: {ms} ms");
             }
-            println!("migration done");
+            match journal.as_ref().and_then(Journal::current) {
+                None => println!("migration done"),
+                Some(next) => println!("stopped before {next}: `dbm run` continues there"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -101,6 +101,20 @@ impl StepId {
     }
 }
 
+impl std::str::FromStr for StepId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<StepId, String> {
+        StepId::ALL
+            .into_iter()
+            .find(|id| id.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = StepId::ALL.iter().map(|id| id.as_str()).collect();
+                format!("no step {s:?}; the steps are {}", names.join(", "))
+            })
+    }
+}
+
 impl fmt::Display for StepId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -277,6 +291,8 @@ pub enum JournalError {
     NoJournal { journal: PathBuf },
     #[error("the step list is not in order or has a duplicate: {0}")]
     StepOrder(String),
+    #[error("{0} is not a step of this plan (`dbm plan` lists them)")]
+    NotInPlan(StepId),
     #[error("step {step} failed: {error}; fix the cause and run again to continue at {step}")]
     StepFailed { step: StepId, error: String },
     #[error("undoing step {step} failed: {error}; run abort again to retry")]
@@ -765,7 +781,22 @@ impl Runner {
     /// at the first failure (saved with the error chain) with `StepFailed`. Refuses an
     /// aborted journal, another plan's journal, and a journal another dbm holds.
     pub async fn run(&self, steps: &[Box<dyn Step>]) -> Result<Report, JournalError> {
+        self.run_until(steps, None).await
+    }
+
+    /// Like `run`, stopping once `last` is done (`None`: at the end). The journal keeps
+    /// the whole step list, so `status` shows what is still to come.
+    pub async fn run_until(
+        &self,
+        steps: &[Box<dyn Step>],
+        last: Option<StepId>,
+    ) -> Result<Report, JournalError> {
         let order = check_order(steps)?;
+        if let Some(last) = last
+            && !order.contains(&last)
+        {
+            return Err(JournalError::NotInPlan(last));
+        }
         let _lock = Lock::acquire(&self.path)?;
         let mut journal = match self.load_own()? {
             Some(j) => j,
@@ -787,6 +818,9 @@ impl Runner {
             let previous = journal.record(id).cloned();
             if previous.as_ref().is_some_and(Record::is_done) {
                 report.steps.push((id, Action::AlreadyDone));
+                if Some(id) == last {
+                    break;
+                }
                 continue;
             }
             journal.start(id);
@@ -822,6 +856,9 @@ impl Runner {
                             None => Action::FoundInPlace,
                         },
                     ));
+                    if Some(id) == last {
+                        break;
+                    }
                 }
                 Err(e) => {
                     let error = format!("{e:#}");

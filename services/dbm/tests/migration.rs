@@ -15,7 +15,7 @@ use testbed::servers::Server;
 
 #[test]
 fn a_migration_under_continuous_writes_loses_no_acknowledged_insert() {
-    let bed = bed(20_000, None, "");
+    let bed = bed(20_000, None, "", 30);
     let plan = bed.run_dbm(&["plan"]);
     assert!(plan.status.success(), "dbm plan failed");
 
@@ -71,7 +71,7 @@ fn running_step(journal: &serde_json::Value) -> Option<String> {
 fn killed_in_every_step_dbm_resumes_and_loses_nothing() {
     // file_pos mode here (the other test uses GTIDs); the hook takes a moment, as a
     // DNS update would, so that it too can be caught running.
-    let bed = bed(5_000, Some("file_pos"), " && sleep 0.3");
+    let bed = bed(5_000, Some("file_pos"), " && sleep 0.3", 30);
     let writer = bed.writer();
     let mut killed: BTreeSet<String> = BTreeSet::new();
     let started = Instant::now();
@@ -144,4 +144,81 @@ fn killed_in_every_step_dbm_resumes_and_loses_nothing() {
     }
     bed.check_nothing_lost(&report);
     assert!(stdout.contains("migration done"));
+}
+
+fn count(db: &testbed::servers::MariaDb) -> u64 {
+    db.query("SELECT COUNT(*) FROM app.writes")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_lagging_db1_unfreezes_db0_and_abort_rolls_everything_back() {
+    let bed = bed(2_000, None, "", 1);
+    let writer = bed.writer();
+    let out = bed.run_dbm(&["run", "--until", "catch_up"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped before freeze"));
+
+    // db1 stops applying: the freeze cannot complete within max_catchup_secs = 1.
+    bed.db1.query("STOP SLAVE SQL_THREAD").unwrap();
+    let out = bed.run_dbm(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("step freeze failed")
+            && stderr.contains("db1 did not apply db0's final position")
+            && stderr.contains("db0 is writable again"),
+        "{stderr}"
+    );
+    assert_eq!(
+        bed.db0.query("SELECT @@GLOBAL.read_only").unwrap().trim(),
+        "0"
+    );
+    // The writer gets through to db0 again.
+    let before = count(&bed.db0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        count(&bed.db0) > before,
+        "no writes on db0 after the failed freeze"
+    );
+    let status = String::from_utf8_lossy(&bed.run_dbm(&["status"]).stdout).into_owned();
+    assert!(
+        status.contains("> freeze") && status.contains("failed"),
+        "{status}"
+    );
+
+    // Abort: db1 stops replicating and gets its old datadir back, started.
+    let out = bed.run_dbm(&["abort"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "db0 is writable",
+        "db1 no longer replicates from db0",
+        "db1's old datadir is back",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing: {stdout}");
+    }
+    assert_eq!(bed.db1.query("SHOW SLAVE STATUS").unwrap().trim(), "");
+    assert_eq!(
+        bed.db1.query("SHOW DATABASES LIKE 'app'").unwrap().trim(),
+        "",
+        "db1 still has the seeded data"
+    );
+    let again = bed.run_dbm(&["run"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("was aborted"));
+
+    let report = writer.stop();
+    let on_db0 = common::ids(&bed.db0);
+    assert!(
+        report
+            .acked
+            .iter()
+            .all(|id| on_db0.binary_search(id).is_ok()),
+        "an acknowledged insert is missing on db0"
+    );
+    assert_eq!(report.targets.len(), 1, "the writer never left db0");
 }

@@ -39,8 +39,9 @@ fn users(db: &MariaDb) {
 }
 
 /// The three servers, db2 replicating from db0, `rows` rows of application data on db0,
-/// and a plan with `extra` TOML appended to its `[cutover]` section.
-pub fn bed(rows: u32, mode: Option<&str>, hook_extra: &str) -> Bed {
+/// and a plan: replication `mode` (default: chosen by dbm), `hook_extra` appended to
+/// the hook's command, `max_catchup_secs` for the freeze.
+pub fn bed(rows: u32, mode: Option<&str>, hook_extra: &str, max_catchup_secs: u32) -> Bed {
     let options = |server_id: u32, extra: &[&str]| MariaDbOptions {
         server_id,
         log_bin: true,
@@ -93,7 +94,7 @@ pub fn bed(rows: u32, mode: Option<&str>, hook_extra: &str) -> Bed {
          [replication]\nuser = \"repl\"\npassword_file = \"{pass}\"\n{mode}\
          [cutover]\n\
          hook = \"printf '127.0.0.1:%s\\\\n' $DBM_DB1_PORT > {d}/target.new && mv {d}/target.new {d}/target{hook_extra}\"\n\
-         grace_secs = 1\nmax_catchup_secs = 30\n\
+         grace_secs = 1\nmax_catchup_secs = {max_catchup_secs}\n\
          [verify]\nchunk_rows = 500\n",
         db0 = server("db0", &db0),
         db1 = server("db1", &db1),
