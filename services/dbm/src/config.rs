@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! state_file = "/var/lib/dbm/migration.json"   # the step journal
+//! ssh_options = ["-i", "/etc/dbm/id_ed25519"]   # for every ssh to a server with `ssh`
 //!
 //! [db0]                                  # the current master
 //! host = "10.0.0.10"                     # or socket = "/run/mysqld/mysqld.sock"
@@ -66,6 +67,10 @@ pub struct Config {
     pub cutover: Cutover,
     #[serde(default)]
     pub verify: Verify,
+    /// Options for every `ssh` dbm runs (a server with `ssh` set), before the
+    /// destination: e.g. `["-i", "/etc/dbm/id_ed25519", "-o", "BatchMode=yes"]`.
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
 }
 
 /// The three servers of a migration.
@@ -543,6 +548,13 @@ impl Validate for Config {
             "verify.chunk_rows",
             format!("expected 1 to 100000000, got {}", self.verify.chunk_rows),
         );
+        for (i, o) in self.ssh_options.iter().enumerate() {
+            p.check(
+                !o.is_empty() && !o.contains('\n'),
+                format!("ssh_options[{i}]"),
+                format!("expected an ssh option, got {o:?}"),
+            );
+        }
         // Replicas reach db0 (db1's source) and db1 (db2's source) over TCP.
         for role in [Role::Db0, Role::Db1] {
             p.check(

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod cutover;
 pub mod db;
+pub mod host;
 pub mod journal;
 pub mod plan;
 pub mod preflight;

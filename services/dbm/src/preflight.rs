@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::config::{Config, Role};
+use crate::host::Host;
 use crate::journal::{Step, StepContext, StepId, Undo};
 use crate::plan;
 use crate::replicate::Setup;
-use crate::shell;
 
 /// How long the upgrade command may take.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -100,10 +100,16 @@ impl Step for Upgrade {
         let Some(command) = &self.config.seed.upgrade_command else {
             bail!("db1 runs another release series than db0: set seed.upgrade_command");
         };
-        if !self.config.db1.is_local() {
-            bail!("db1.ssh is set: running the upgrade over ssh is not supported yet");
-        }
-        shell::run_with_timeout("seed.upgrade_command", command, &[], UPGRADE_TIMEOUT).await?;
+        let host = Host::of(&self.config, &self.config.db1, "db1");
+        tracing::info!(command = %command, host = host.name(), "upgrading db1");
+        tokio::time::timeout(UPGRADE_TIMEOUT, host.run("seed.upgrade_command", command))
+            .await
+            .with_context(|| {
+                format!(
+                    "seed.upgrade_command did not finish within {}s",
+                    UPGRADE_TIMEOUT.as_secs()
+                )
+            })??;
         Ok(format!("`{command}` done"))
     }
 

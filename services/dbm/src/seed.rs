@@ -9,15 +9,16 @@
 //!   `coordinates` of step `prepare`), gives the files to the old datadir's owner and
 //!   starts db1 (`db1.start_command`).
 //!
-//! db0's password reaches the backup tool only through `MYSQL_PWD` in its environment,
-//! never on a command line (visible in `ps`) or in a log. Both hosts must be this machine
-//! for now; over ssh comes later.
+//! Each side runs on its server's [`Host`]: here, or over ssh when the plan gives the
+//! server an `ssh` destination; the stream then flows db0's host -> dbm -> db1's host,
+//! counted on the way. db0's password reaches the backup tool only through `MYSQL_PWD`
+//! in its environment (over ssh: read from stdin into it), never on a command line
+//! (visible in `ps`) or in a log.
 //!
 //! Rejected: writing the stream to a file on db1 and unpacking it afterwards (needs the
 //! space twice and doubles the time); letting the shell build the pipe (`sh -c "a | b"`
 //! loses the first command's exit code and the byte count for progress).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -25,12 +26,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 
 use crate::config::{Address, Config, SeedMethod, Server};
 use crate::db;
+use crate::host::{Host, Prepared};
 use crate::journal::{Step, StepContext, StepId, Undo};
-use crate::shell::{collect_tail, die_with_dbm, run_checked, run_command};
+use crate::shell::{collect_tail, die_with_dbm, run_checked};
 
 /// How often the stream's progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -54,12 +55,16 @@ pub struct Owner {
 /// Step `seed`: db1 stopped, its datadir moved aside and filled from db0.
 pub struct Seed {
     config: Config,
+    db0: Host,
+    db1: Host,
 }
 
 impl Seed {
     pub fn new(config: &Config) -> Seed {
         Seed {
             config: config.clone(),
+            db0: Host::of(config, &config.db0, "db0"),
+            db1: Host::of(config, &config.db1, "db1"),
         }
     }
 }
@@ -67,29 +72,20 @@ impl Seed {
 /// Step `prepare`: the copy made consistent, coordinates read, db1 started.
 pub struct Prepare {
     config: Config,
+    db1: Host,
 }
 
 impl Prepare {
     pub fn new(config: &Config) -> Prepare {
         Prepare {
             config: config.clone(),
+            db1: Host::of(config, &config.db1, "db1"),
         }
     }
 }
 
 fn method(config: &Config) -> SeedMethod {
     config.seed.method.unwrap_or(SeedMethod::Mariabackup)
-}
-
-fn require_local(config: &Config) -> anyhow::Result<()> {
-    for (name, server) in [("db0", &config.db0), ("db1", &config.db1)] {
-        if !server.is_local() {
-            bail!(
-                "{name}.ssh is set: seeding over ssh is not supported yet; run dbm on the machine of db0 and db1"
-            );
-        }
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -100,32 +96,32 @@ impl Step for Seed {
 
     async fn already_done(&self, _ctx: &mut StepContext<'_>) -> anyhow::Result<bool> {
         Ok(matches!(
-            backup_type(&self.config.db1.datadir)?.as_deref(),
+            backup_type(&self.db1, &self.config.db1.datadir)
+                .await?
+                .as_deref(),
             Some("full-backuped" | "full-prepared")
         ))
     }
 
     async fn run(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<String> {
-        require_local(&self.config)?;
         let db1 = &self.config.db1;
+        let host = &self.db1;
         let datadir = &db1.datadir;
-        run_command("db1.stop_command", db1.stop_command.as_deref()).await?;
+        host.run_command("db1.stop_command", db1.stop_command.as_deref())
+            .await?;
 
         // Record where the old datadir goes before moving it, so that a crash between
         // the two leaves a fact that `undo` and the next attempt understand.
         let old: Option<PathBuf> = match ctx.get::<Option<PathBuf>>("old_datadir")? {
             Some(old) => old,
             None => {
-                let (old, owner) = if datadir.exists() {
-                    let meta = std::fs::metadata(datadir)
-                        .with_context(|| format!("reading db1's datadir {}", datadir.display()))?;
-                    (Some(aside_name(datadir)), owner_of(&meta))
+                let (old, (uid, gid)) = if host.exists(datadir).await? {
+                    (Some(aside_name(datadir)), host.owner(datadir).await?)
                 } else {
                     let parent = datadir.parent().unwrap_or(Path::new("/"));
-                    let meta = std::fs::metadata(parent)
-                        .with_context(|| format!("reading {}", parent.display()))?;
-                    (None, owner_of(&meta))
+                    (None, host.owner(parent).await?)
                 };
+                let owner = Owner { uid, gid };
                 ctx.set("old_datadir", &old)?;
                 ctx.set("owner", owner)?;
                 ctx.checkpoint()?;
@@ -133,28 +129,21 @@ impl Step for Seed {
             }
         };
         if let Some(old) = &old {
-            if old.exists() {
+            if host.exists(old).await? {
                 // An earlier attempt moved it: what is in the datadir is a partial seed.
-                remove_dir(datadir)?;
+                host.remove_dir(datadir).await?;
             } else {
-                std::fs::rename(datadir, old).with_context(|| {
-                    format!(
-                        "moving db1's datadir {} aside to {}",
-                        datadir.display(),
-                        old.display()
-                    )
-                })?;
+                host.rename(datadir, old).await?;
                 tracing::info!(old = %old.display(), "moved db1's datadir aside");
             }
         } else {
-            remove_dir(datadir)?;
+            host.remove_dir(datadir).await?;
         }
-        std::fs::create_dir_all(datadir)
-            .with_context(|| format!("creating db1's datadir {}", datadir.display()))?;
+        host.create_dir(datadir).await?;
 
         let started = Instant::now();
-        let bytes = stream_backup(&self.config).await?;
-        match backup_type(datadir)?.as_deref() {
+        let bytes = stream_backup(&self.config, &self.db0, host).await?;
+        match backup_type(host, datadir).await?.as_deref() {
             Some("full-backuped") => {}
             other => bail!(
                 "the stream ended without a full backup in {} (backup_type {other:?})",
@@ -174,30 +163,31 @@ impl Step for Seed {
     }
 
     async fn undo(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<Undo> {
-        require_local(&self.config)?;
         let db1 = &self.config.db1;
+        let host = &self.db1;
         let datadir = &db1.datadir;
         let Some(old) = ctx.get::<Option<PathBuf>>("old_datadir")? else {
             return Ok(Undo::Nothing("db1's datadir was not moved".to_owned()));
         };
+        let old_exists = match &old {
+            Some(old) => host.exists(old).await?,
+            None => false,
+        };
         match old {
-            Some(old) if old.exists() => {
-                run_command("db1.stop_command", db1.stop_command.as_deref()).await?;
-                remove_dir(datadir)?;
-                std::fs::rename(&old, datadir).with_context(|| {
-                    format!(
-                        "moving db1's old datadir {} back to {}",
-                        old.display(),
-                        datadir.display()
-                    )
-                })?;
-                run_command("db1.start_command", db1.start_command.as_deref()).await?;
+            Some(_) if old_exists => {
+                let old = old.as_deref().unwrap_or(datadir);
+                host.run_command("db1.stop_command", db1.stop_command.as_deref())
+                    .await?;
+                host.remove_dir(datadir).await?;
+                host.rename(old, datadir).await?;
+                host.run_command("db1.start_command", db1.start_command.as_deref())
+                    .await?;
                 Ok(Undo::Undone(format!(
                     "db1's old datadir is back in {} and db1 started",
                     datadir.display()
                 )))
             }
-            Some(old) if datadir.exists() => Ok(Undo::Nothing(format!(
+            Some(old) if host.exists(datadir).await? => Ok(Undo::Nothing(format!(
                 "{} was never moved to {} (or is back already)",
                 datadir.display(),
                 old.display()
@@ -208,8 +198,9 @@ impl Step for Seed {
                 old.display()
             ),
             None => {
-                run_command("db1.stop_command", db1.stop_command.as_deref()).await?;
-                remove_dir(datadir)?;
+                host.run_command("db1.stop_command", db1.stop_command.as_deref())
+                    .await?;
+                host.remove_dir(datadir).await?;
                 Ok(Undo::Undone(format!(
                     "removed the seeded {} (db1 had no datadir before)",
                     datadir.display()
@@ -226,31 +217,45 @@ impl Step for Prepare {
     }
 
     async fn already_done(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<bool> {
-        Ok(
-            backup_type(&self.config.db1.datadir)?.as_deref() == Some("full-prepared")
-                && ctx.get::<Coordinates>("coordinates")?.is_some(),
-        )
+        Ok(backup_type(&self.db1, &self.config.db1.datadir)
+            .await?
+            .as_deref()
+            == Some("full-prepared")
+            && ctx.get::<Coordinates>("coordinates")?.is_some())
     }
 
     async fn run(&self, ctx: &mut StepContext<'_>) -> anyhow::Result<String> {
-        require_local(&self.config)?;
         let db1 = &self.config.db1;
+        let host = &self.db1;
         let datadir = &db1.datadir;
         let started = Instant::now();
         // A retry after a crash between the prepare and the start finds it prepared.
-        if backup_type(datadir)?.as_deref() != Some("full-prepared") {
-            let mut cmd = Command::new(method(&self.config).program());
-            cmd.arg("--prepare")
-                .arg(format!("--target-dir={}", datadir.display()));
+        if backup_type(host, datadir).await?.as_deref() != Some("full-prepared") {
+            // Under a lock beside the datadir: a prepare left running on a remote host
+            // by a killed dbm (ssh does not end it) finishes before a new one starts.
+            let mut lock = datadir.as_os_str().to_owned();
+            lock.push(".dbm-prepare.lock");
+            let cmd = host.program(
+                "flock",
+                &[
+                    "-w".to_owned(),
+                    "3600".to_owned(),
+                    Path::new(&lock).display().to_string(),
+                    method(&self.config).program().to_owned(),
+                    "--prepare".to_owned(),
+                    format!("--target-dir={}", datadir.display()),
+                ],
+            );
             run_checked(cmd, "the backup's prepare").await?;
         }
-        let coordinates = read_coordinates(datadir)?;
+        let coordinates = read_coordinates(host, datadir).await?;
         let owner: Owner = ctx
             .journal()
             .get(StepId::Seed, "owner")
             .context("the owner of db1's old datadir")?;
-        chown_tree(datadir, owner)?;
-        run_command("db1.start_command", db1.start_command.as_deref()).await?;
+        host.chown_tree(datadir, owner.uid, owner.gid).await?;
+        host.run_command("db1.start_command", db1.start_command.as_deref())
+            .await?;
         let summary = format!(
             "prepared in {:.1} s, db1 started; db0's binlog position at the backup: {}:{}{}",
             started.elapsed().as_secs_f64(),
@@ -284,56 +289,23 @@ fn aside_name(datadir: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn owner_of(meta: &std::fs::Metadata) -> Owner {
-    Owner {
-        uid: meta.uid(),
-        gid: meta.gid(),
-    }
-}
-
-fn remove_dir(dir: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// `chown -R` without following symlinks.
-fn chown_tree(path: &Path, owner: Owner) -> anyhow::Result<()> {
-    std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))
-        .with_context(|| format!("chown {}:{} {}", owner.uid, owner.gid, path.display()))?;
-    let meta =
-        std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.is_dir() {
-        for entry in
-            std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
-        {
-            let entry = entry.with_context(|| format!("listing {}", path.display()))?;
-            chown_tree(&entry.path(), owner)?;
-        }
-    }
-    Ok(())
-}
-
-/// The first of `names` that exists in `dir`.
-fn metadata_file(dir: &Path, names: &[&str]) -> Option<PathBuf> {
-    names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
-}
-
 /// `backup_type` from the backup's checkpoints file (`full-backuped`, `full-prepared`);
 /// `None` when there is no such file.
-pub fn backup_type(datadir: &Path) -> anyhow::Result<Option<String>> {
-    let Some(path) = metadata_file(
-        datadir,
-        &["xtrabackup_checkpoints", "mariadb_backup_checkpoints"],
-    ) else {
-        return Ok(None);
-    };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(parse_backup_type(&text))
+pub async fn backup_type(host: &Host, datadir: &Path) -> anyhow::Result<Option<String>> {
+    let names = ["xtrabackup_checkpoints", "mariadb_backup_checkpoints"];
+    Ok(metadata(host, datadir, &names)
+        .await?
+        .and_then(|text| parse_backup_type(&text)))
+}
+
+/// The first of the backup's metadata files `names` in `datadir` that exists.
+async fn metadata(host: &Host, datadir: &Path, names: &[&str]) -> anyhow::Result<Option<String>> {
+    for name in names {
+        if let Some(text) = host.read(&datadir.join(name)).await? {
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
 }
 
 fn parse_backup_type(text: &str) -> Option<String> {
@@ -344,19 +316,19 @@ fn parse_backup_type(text: &str) -> Option<String> {
 }
 
 /// The coordinates in the backup's binlog info file.
-pub fn read_coordinates(datadir: &Path) -> anyhow::Result<Coordinates> {
+pub async fn read_coordinates(host: &Host, datadir: &Path) -> anyhow::Result<Coordinates> {
     let names = ["xtrabackup_binlog_info", "mariadb_backup_binlog_info"];
-    let Some(path) = metadata_file(datadir, &names) else {
+    let Some(text) = metadata(host, datadir, &names).await? else {
         bail!(
-            "the backup in {} has no {} or {}: was db0's binary log on?",
+            "the backup in {} on {} has no {} or {}: was db0's binary log on?",
             datadir.display(),
+            host.name(),
             names[0],
             names[1]
         );
     };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    parse_coordinates(&text).with_context(|| format!("{}: {text:?}", path.display()))
+    parse_coordinates(&text)
+        .with_context(|| format!("the binlog info in {}: {text:?}", datadir.display()))
 }
 
 /// `<file>\t<position>[\t<gtid>]`, one line.
@@ -381,34 +353,53 @@ pub fn parse_coordinates(text: &str) -> anyhow::Result<Coordinates> {
 
 /// `backup --stream | unpack -x -C <db1 datadir>`, the bytes counted on the way;
 /// returns how many went through.
-async fn stream_backup(config: &Config) -> anyhow::Result<u64> {
+async fn stream_backup(config: &Config, host0: &Host, host1: &Host) -> anyhow::Result<u64> {
     let method = method(config);
     let db0 = &config.db0;
-    let mut backup = Command::new(method.program());
-    backup_args(&mut backup, db0);
-    if let Some(password) = db::read_secret(&db0.password(), "db0")? {
-        backup.env("MYSQL_PWD", password.expose());
-    }
+    let password = db::read_secret(&db0.password(), "db0")?;
+    let Prepared {
+        command: mut backup,
+        stdin: backup_stdin,
+    } = host0.program_with_secret(
+        method.program(),
+        &backup_args(db0),
+        password.as_ref().map(|p| ("MYSQL_PWD", p)),
+    );
     die_with_dbm(&mut backup);
     let mut backup = backup
-        .stdin(Stdio::null())
+        .stdin(if backup_stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", method.program()))?;
-    let mut unpack = Command::new(method.unpacker());
+        .with_context(|| format!("starting {} on {}", method.program(), host0.name()))?;
+    if let Some(bytes) = backup_stdin {
+        let mut stdin = backup.stdin.take().expect("piped");
+        stdin
+            .write_all(&bytes)
+            .await
+            .with_context(|| format!("handing the password to the backup on {}", host0.name()))?;
+    }
+    let mut unpack = host1.program(
+        method.unpacker(),
+        &[
+            "-x".to_owned(),
+            "-C".to_owned(),
+            config.db1.datadir.display().to_string(),
+        ],
+    );
     die_with_dbm(&mut unpack);
     let mut unpack = unpack
-        .arg("-x")
-        .arg("-C")
-        .arg(&config.db1.datadir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", method.unpacker()))?;
+        .with_context(|| format!("starting {} on {}", method.unpacker(), host1.name()))?;
     let backup_err = tokio::spawn(collect_tail(backup.stderr.take().expect("piped")));
     let unpack_err = tokio::spawn(collect_tail(unpack.stderr.take().expect("piped")));
     let mut from = backup.stdout.take().expect("piped");
@@ -469,21 +460,23 @@ async fn stream_backup(config: &Config) -> anyhow::Result<u64> {
     Ok(bytes)
 }
 
-/// The backup's arguments: everything but the password (in `MYSQL_PWD`).
-fn backup_args(cmd: &mut Command, db0: &Server) {
-    cmd.arg("--backup")
-        .arg("--stream=xbstream")
-        .arg(format!("--datadir={}", db0.datadir.display()))
-        .arg(format!("--user={}", db0.user));
+/// The backup's arguments: everything but the password (in `MYSQL_PWD`). It runs on
+/// db0's host, so it reaches db0 the way dbm does (a socket, or host and port).
+fn backup_args(db0: &Server) -> Vec<String> {
+    let mut args = vec![
+        "--backup".to_owned(),
+        "--stream=xbstream".to_owned(),
+        format!("--datadir={}", db0.datadir.display()),
+        format!("--user={}", db0.user),
+    ];
     match db0.address() {
-        Address::Socket(path) => {
-            cmd.arg(format!("--socket={}", path.display()));
-        }
+        Address::Socket(path) => args.push(format!("--socket={}", path.display())),
         Address::Tcp { host, port } => {
-            cmd.arg(format!("--host={host}"))
-                .arg(format!("--port={port}"));
+            args.push(format!("--host={host}"));
+            args.push(format!("--port={port}"));
         }
     }
+    args
 }
 
 /// Bytes as `12.3 MB` (powers of 1000).

@@ -24,17 +24,6 @@ pub fn die_with_dbm(cmd: &mut Command) {
 /// How much of a failed command's stderr an error carries.
 pub const STDERR_TAIL: usize = 2048;
 
-/// Runs a plan command with `sh -c`; `None` is an error naming the missing key.
-pub async fn run_command(key: &str, command: Option<&str>) -> anyhow::Result<()> {
-    let Some(command) = command else {
-        bail!("{key} is not set: dbm cannot stop or start db1 without it");
-    };
-    tracing::info!(%key, %command, "running");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(command);
-    run_checked(cmd, key).await.map(drop)
-}
-
 /// Runs `cmd` to completion, stdin closed; an error carries its stderr's tail.
 pub async fn run_checked(mut cmd: Command, what: &str) -> anyhow::Result<String> {
     die_with_dbm(&mut cmd);
