@@ -178,6 +178,43 @@ impl Host {
         self.run(key, command).await.map(drop)
     }
 
+    /// Where `program` is on this host (`command -v`, plus the sbin directories a
+    /// non-login ssh shell may lack); `None` when it is not installed.
+    pub async fn find_program(&self, program: &str) -> anyhow::Result<Option<String>> {
+        let out = self
+            .output(&format!(
+                "PATH=\"$PATH:/usr/sbin:/sbin:/usr/local/sbin\" command -v {}",
+                quote(program)
+            ))
+            .await?;
+        let found = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((out.status.success() && !found.is_empty()).then_some(found))
+    }
+
+    /// Bytes free (for an unprivileged user) on the filesystem of `path`, or of its
+    /// nearest existing ancestor (`df -Pk`).
+    pub async fn free_bytes(&self, path: &Path) -> anyhow::Result<u64> {
+        let out = self
+            .run(
+                &format!("reading the free space of {}", path.display()),
+                &format!(
+                    "p={}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; df -Pk -- \"$p\"",
+                    quote_path(path)
+                ),
+            )
+            .await?;
+        // The last line: filesystem, 1024-blocks, used, available, capacity, mount.
+        let available = out
+            .lines()
+            .last()
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|a| a.parse::<u64>().ok());
+        match available {
+            Some(kb) => Ok(kb * 1024),
+            None => bail!("unexpected df output on {}: {out:?}", self.name),
+        }
+    }
+
     /// Whether `path` exists there.
     pub async fn exists(&self, path: &Path) -> anyhow::Result<bool> {
         let out = self
@@ -310,6 +347,12 @@ mod tests {
         host.remove_dir(&b).await.unwrap();
         host.remove_dir(&b).await.unwrap();
         assert!(!host.exists(&b).await.unwrap());
+        assert!(host.free_bytes(&b.join("not/yet")).await.unwrap() > 0);
+        assert!(host.find_program("sh").await.unwrap().is_some());
+        assert_eq!(
+            host.find_program("surely-no-such-tool").await.unwrap(),
+            None
+        );
         let e = host.rename(&a, &b).await.unwrap_err().to_string();
         assert!(
             e.contains("on test host failed") && e.contains("a b'c"),

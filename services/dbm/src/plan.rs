@@ -1,24 +1,23 @@
 //! `dbm plan`: connect to the three servers, check every precondition of the migration
 //! and list the steps the run will take. Reads only; changes nothing.
 //!
-//! Each precondition is a [`Check`] that passed, failed (with what to do about it) or
-//! could not be made from here (e.g. free disk on a host reached over ssh). All checks
-//! run, so one `dbm plan` lists every problem at once.
+//! Each precondition is a [`Check`] that passed or failed (with what to do about it);
+//! checks on a server's host (its tools, free disk) run there, over ssh when the plan
+//! says so. All checks run, so one `dbm plan` lists every problem at once.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{Config, ReplicationMode, Role, SeedMethod, Server};
 use crate::db::{self, Db, Flavour, ServerInfo};
+use crate::host::Host;
 use crate::journal::StepId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,
     Fail,
-    /// Not checked from here; says why in the message.
-    Skipped,
 }
 
 impl Status {
@@ -26,7 +25,6 @@ impl Status {
         match self {
             Status::Ok => "ok",
             Status::Fail => "FAIL",
-            Status::Skipped => "skip",
         }
     }
 }
@@ -60,7 +58,7 @@ pub struct PlanReport {
 }
 
 impl PlanReport {
-    /// Whether every precondition holds (skipped ones aside).
+    /// Whether every precondition holds.
     pub fn ok(&self) -> bool {
         self.checks.iter().all(|c| c.status != Status::Fail)
     }
@@ -111,10 +109,6 @@ impl Checks {
 
     fn fail(&mut self, what: impl Into<String>, message: impl Into<String>) {
         self.push(what, Status::Fail, message);
-    }
-
-    fn skip(&mut self, what: impl Into<String>, message: impl Into<String>) {
-        self.push(what, Status::Skipped, message);
     }
 
     fn check(&mut self, what: &str, ok: bool, good: String, bad: String) {
@@ -177,7 +171,7 @@ pub async fn check(config: &Config) -> PlanReport {
     datadirs(&mut checks, config, &found);
     let mode = replication_mode(&mut checks, config, &found);
     let method = seed_method(&mut checks, config, &found);
-    tools(&mut checks, config, method);
+    tools(&mut checks, config, method).await;
     free_disk(&mut checks, config, conns.get_mut(&Role::Db0)).await;
     replication_user(&mut checks, config, &mut conns).await;
     db2_follows_db0(&mut checks, config, conns.get_mut(&Role::Db2)).await;
@@ -503,53 +497,27 @@ fn seed_method(checks: &mut Checks, config: &Config, found: &Found) -> Option<Se
     }
 }
 
-/// The program's path, by `PATH` (and the sbin directories, which a non-root `PATH`
-/// may lack).
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-fn tools(checks: &mut Checks, config: &Config, method: Option<SeedMethod>) {
+async fn tools(checks: &mut Checks, config: &Config, method: Option<SeedMethod>) {
     let Some(method) = method else { return };
     for (role, program, why) in [
         (Role::Db0, method.program(), "makes the backup"),
         (Role::Db1, method.unpacker(), "unpacks the backup stream"),
         (Role::Db1, method.program(), "prepares the backup"),
     ] {
-        let server = config.server(role);
+        let host = Host::of(config, config.server(role), role.as_str());
         let what = format!("{program} on {role}");
-        if let Some(ssh) = &server.ssh {
-            checks.skip(what, format!("on {ssh}: not checked remotely"));
-            continue;
-        }
-        match find_program(program) {
-            Some(p) => checks.ok(what, format!("{} ({why})", p.display())),
-            None => checks.fail(
+        match host.find_program(program).await {
+            Ok(Some(p)) => checks.ok(what, format!("{p} ({why})")),
+            Ok(None) => checks.fail(
                 what,
-                format!("{program} is not installed on {role}'s host (it {why}): install it"),
+                format!(
+                    "{program} is not installed on {} (it {why}): install it",
+                    host.name()
+                ),
             ),
+            Err(e) => checks.fail(what, format!("{e:#}")),
         }
     }
-}
-
-/// Free bytes (as an unprivileged user sees them) on the filesystem of `path` or of its
-/// nearest existing ancestor.
-fn free_bytes(path: &Path) -> nix::Result<u64> {
-    let mut p = path;
-    while !p.exists() {
-        p = p.parent().unwrap_or(Path::new("/"));
-    }
-    let s = nix::sys::statvfs::statvfs(p)?;
-    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-    Ok(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
 fn human(bytes: u64) -> String {
@@ -575,17 +543,8 @@ async fn free_disk(checks: &mut Checks, config: &Config, db0: Option<&mut Db>) {
         Err(e) => return checks.fail(WHAT, e.to_string()),
     };
     let db1 = &config.db1;
-    if let Some(ssh) = &db1.ssh {
-        return checks.skip(
-            WHAT,
-            format!(
-                "db0 holds {}; free space in db1's {} on {ssh}: not checked remotely",
-                human(size),
-                db1.datadir.display()
-            ),
-        );
-    }
-    match free_bytes(&db1.datadir) {
+    let host = Host::of(config, db1, "db1");
+    match host.free_bytes(&db1.datadir).await {
         Ok(free) => checks.check(
             WHAT,
             free >= size,
@@ -602,10 +561,7 @@ async fn free_disk(checks: &mut Checks, config: &Config, db0: Option<&mut Db>) {
                 human(size)
             ),
         ),
-        Err(e) => checks.fail(
-            WHAT,
-            format!("cannot read free space of {}: {e}", db1.datadir.display()),
-        ),
+        Err(e) => checks.fail(WHAT, format!("{e:#}")),
     }
 }
 
@@ -959,11 +915,7 @@ mod tests {
     }
 
     #[test]
-    fn remote_tools_are_not_checked_and_ids_are_compared_pairwise() {
-        let mut checks = Checks::default();
-        tools(&mut checks, &config(""), Some(SeedMethod::Mariabackup));
-        assert_eq!(checks.0[1].status, Status::Skipped);
-        assert_eq!(checks.0[1].message, "on root@db1: not checked remotely");
+    fn ids_are_compared_pairwise() {
         let f = found([
             info("10.11.6-MariaDB", 7, MARIA),
             info("10.11.6-MariaDB", 7, MARIA),
