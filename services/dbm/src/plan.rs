@@ -666,10 +666,11 @@ fn steps(
     };
     let program = method.map_or("the backup tool (by db0's flavour)", SeedMethod::program);
     let unpacker = method.map_or("its unpacker", SeedMethod::unpacker);
-    let transport = if db0.ssh == db1.ssh {
-        "locally"
+    // The stream always passes through dbm, which counts it for the progress.
+    let transport = if db0.is_local() && db1.is_local() {
+        "on this machine"
     } else {
-        "over ssh"
+        "over ssh through this machine"
     };
     let mode = match mode {
         Some(m) => m.as_str(),

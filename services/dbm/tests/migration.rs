@@ -10,12 +10,15 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{bed, describe, frozen_at, journal, reported_freeze};
+use common::{BedOptions, bed, describe, frozen_at, journal, reported_freeze};
 use testbed::servers::Server;
 
 #[test]
 fn a_migration_under_continuous_writes_loses_no_acknowledged_insert() {
-    let bed = bed(20_000, None, "", 30);
+    let bed = bed(&BedOptions {
+        rows: 20_000,
+        ..BedOptions::default()
+    });
     let plan = bed.run_dbm(&["plan"]);
     assert!(plan.status.success(), "dbm plan failed");
 
@@ -71,7 +74,12 @@ fn running_step(journal: &serde_json::Value) -> Option<String> {
 fn killed_in_every_step_dbm_resumes_and_loses_nothing() {
     // file_pos mode here (the other test uses GTIDs); the hook takes a moment, as a
     // DNS update would, so that it too can be caught running.
-    let bed = bed(5_000, Some("file_pos"), " && sleep 0.3", 30);
+    let bed = bed(&BedOptions {
+        rows: 5_000,
+        mode: Some("file_pos"),
+        hook_extra: " && sleep 0.3",
+        ..BedOptions::default()
+    });
     let writer = bed.writer();
     let mut killed: BTreeSet<String> = BTreeSet::new();
     let started = Instant::now();
@@ -156,7 +164,10 @@ fn count(db: &testbed::servers::MariaDb) -> u64 {
 
 #[test]
 fn a_lagging_db1_unfreezes_db0_and_abort_rolls_everything_back() {
-    let bed = bed(2_000, None, "", 1);
+    let bed = bed(&BedOptions {
+        max_catchup_secs: 1,
+        ..BedOptions::default()
+    });
     let writer = bed.writer();
     let out = bed.run_dbm(&["run", "--until", "catch_up"]);
     assert!(out.status.success());
@@ -221,4 +232,37 @@ fn a_lagging_db1_unfreezes_db0_and_abort_rolls_everything_back() {
         "an acknowledged insert is missing on db0"
     );
     assert_eq!(report.targets.len(), 1, "the writer never left db0");
+}
+
+#[test]
+fn a_migration_with_db0_and_db1_over_ssh() {
+    // This machine is both "remote" hosts: every command and file operation on db0's
+    // and db1's side goes through a real sshd with its own key.
+    let sshd = testbed::servers::Sshd::start(testbed::servers::Host::Loopback).unwrap();
+    let bed = bed(&BedOptions {
+        ssh: Some(&sshd),
+        ..BedOptions::default()
+    });
+    let plan = bed.run_dbm(&["plan"]);
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("mariabackup on db0: /usr/bin/mariabackup")
+            && stdout.contains("db1 free disk")
+            && stdout.contains("over ssh"),
+        "{stdout}"
+    );
+    let writer = bed.writer();
+    let out = bed.run_dbm(&["run"]);
+    assert!(out.status.success());
+    let report = writer.stop();
+    bed.check_nothing_lost(&report);
+    // The password never appears on a command line sshd logged.
+    let log = std::fs::read_to_string(sshd.log_path()).unwrap_or_default();
+    assert!(!log.contains(common::PASSWORD));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("host=db1's host (root@127.0.0.1)"),
+        "{stderr}"
+    );
 }

@@ -38,10 +38,35 @@ fn users(db: &MariaDb) {
     .expect("creating the users");
 }
 
-/// The three servers, db2 replicating from db0, `rows` rows of application data on db0,
-/// and a plan: replication `mode` (default: chosen by dbm), `hook_extra` appended to
-/// the hook's command, `max_catchup_secs` for the freeze.
-pub fn bed(rows: u32, mode: Option<&str>, hook_extra: &str, max_catchup_secs: u32) -> Bed {
+/// How a test wants its bed.
+pub struct BedOptions<'a> {
+    /// Rows of application data on db0 before the migration.
+    pub rows: u32,
+    /// `replication.mode`; `None`: dbm chooses.
+    pub mode: Option<&'a str>,
+    /// Appended to the hook's command.
+    pub hook_extra: &'a str,
+    pub max_catchup_secs: u32,
+    /// db0's and db1's commands go over ssh to this server (which is this machine).
+    pub ssh: Option<&'a testbed::servers::Sshd>,
+}
+
+impl Default for BedOptions<'_> {
+    fn default() -> Self {
+        BedOptions {
+            rows: 2_000,
+            mode: None,
+            hook_extra: "",
+            max_catchup_secs: 30,
+            ssh: None,
+        }
+    }
+}
+
+/// The three servers, db2 replicating from db0, application data on db0, and a plan.
+pub fn bed(o: &BedOptions<'_>) -> Bed {
+    let (rows, mode, hook_extra, max_catchup_secs) =
+        (o.rows, o.mode, o.hook_extra, o.max_catchup_secs);
     let options = |server_id: u32, extra: &[&str]| MariaDbOptions {
         server_id,
         log_bin: true,
@@ -73,13 +98,21 @@ pub fn bed(rows: u32, mode: Option<&str>, hook_extra: &str, max_catchup_secs: u3
     let target = dir.path().join("target");
     set_target(&target, "127.0.0.1", db0.addr().port()).unwrap();
     let d = dir.path().display();
+    let (ssh_options, ssh) = match o.ssh {
+        Some(sshd) => (
+            format!("ssh_options = {:?}\n", sshd.client_options()),
+            format!("ssh = \"{}\"\n", sshd.destination()),
+        ),
+        None => (String::new(), String::new()),
+    };
     let server = |name: &str, db: &MariaDb| {
         format!(
             "[{name}]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"dbm\"\npassword_file = \"{}\"\n\
-             datadir = \"{}\"\n",
+             datadir = \"{}\"\n{}",
             db.addr().port(),
             pass.display(),
-            db.datadir().display()
+            db.datadir().display(),
+            if name == "db2" { "" } else { ssh.as_str() }
         )
     };
     let mode = mode
@@ -88,6 +121,7 @@ pub fn bed(rows: u32, mode: Option<&str>, hook_extra: &str, max_catchup_secs: u3
     // The hook switches the writer, as a DNS or proxy switch would switch clients.
     let text = format!(
         "state_file = \"{d}/journal.json\"\n\
+         {ssh_options}\
          {db0}\
          {db1}stop_command = \"{stop}\"\nstart_command = \"{start}\"\n\
          {db2}\

@@ -34,6 +34,7 @@ mod s_server;
 mod slapd;
 mod smtp_sink;
 mod spamd;
+mod sshd;
 
 pub use clamd::{Clamd, EICAR, EICAR_SIGNATURE, Scan};
 pub use mariadb::{Control, MariaDb, MariaDbOptions};
@@ -43,6 +44,7 @@ pub use s_server::{Certs, SServer};
 pub use slapd::Slapd;
 pub use smtp_sink::SmtpSink;
 pub use spamd::{SpamScore, Spamd};
+pub use sshd::Sshd;
 
 use std::ffi::OsStr;
 use std::io::{ErrorKind, Read, Write};
