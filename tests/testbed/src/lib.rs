@@ -8,7 +8,9 @@
 //!   headers included) and clients to drive them from inside a namespace.
 //! * [`process`]: child processes killed on drop (also on panic) with readiness checks.
 //! * [`servers`]: real servers from Debian packages (MariaDB, slapd, spamd, clamd,
-//!   smtp-sink, nginx, openssl s_server) on a private port and data dir.
+//!   smtp-sink, Postfix, nginx, openssl s_server, sshd) on a private port and data dir.
+//! * [`sql_writer`]: a client inserting without pause that keeps the books of a
+//!   migration test (acknowledged ids, stalls).
 //! * [`golden`]: golden-file assertions (`BLESS=1` rewrites them).
 //! * [`require`]: "this test needs root / tool X" as a clear failure, never a silent pass.
 //!
