@@ -408,6 +408,14 @@ fn check_user(p: &mut Problems, key: String, user: &str) {
     );
 }
 
+fn check_range(p: &mut Problems, key: &str, value: u64, range: std::ops::RangeInclusive<u64>) {
+    p.check(
+        range.contains(&value),
+        key,
+        format!("expected {} to {}, got {value}", range.start(), range.end()),
+    );
+}
+
 fn check_host(p: &mut Problems, key: String, host: &str) {
     p.check(
         !host.is_empty() && !host.contains(char::is_whitespace) && !host.contains('/'),
@@ -523,30 +531,20 @@ impl Validate for Config {
         if let Some(hook) = &c.hook {
             check_command(p, "cutover.hook".to_owned(), hook);
         }
-        p.check(
-            c.grace_secs <= 600,
-            "cutover.grace_secs",
-            format!("expected 0 to 600, got {}", c.grace_secs),
-        );
-        p.check(
-            (1..=3600).contains(&c.max_catchup_secs),
-            "cutover.max_catchup_secs",
-            format!("expected 1 to 3600, got {}", c.max_catchup_secs),
-        );
-        p.check(
-            (1..=86_400).contains(&c.hook_timeout_secs),
+        check_range(p, "cutover.grace_secs", c.grace_secs, 0..=600);
+        check_range(p, "cutover.max_catchup_secs", c.max_catchup_secs, 1..=3600);
+        check_range(
+            p,
             "cutover.hook_timeout_secs",
-            format!("expected 1 to 86400, got {}", c.hook_timeout_secs),
+            c.hook_timeout_secs,
+            1..=86_400,
         );
-        p.check(
-            (10..=600_000).contains(&c.max_lag_ms),
-            "cutover.max_lag_ms",
-            format!("expected 10 to 600000, got {}", c.max_lag_ms),
-        );
-        p.check(
-            (1..=100_000_000).contains(&self.verify.chunk_rows),
+        check_range(p, "cutover.max_lag_ms", c.max_lag_ms, 10..=600_000);
+        check_range(
+            p,
             "verify.chunk_rows",
-            format!("expected 1 to 100000000, got {}", self.verify.chunk_rows),
+            self.verify.chunk_rows,
+            1..=100_000_000,
         );
         for (i, o) in self.ssh_options.iter().enumerate() {
             p.check(

@@ -110,18 +110,10 @@ async fn freeze_db0(config: &Config, db0: &mut Db) -> anyhow::Result<usize> {
     Ok(killed)
 }
 
-/// Step `freeze`.
-pub struct Freeze {
-    config: Config,
-}
-
-impl Freeze {
-    pub fn new(config: &Config) -> Freeze {
-        Freeze {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(
+    /// Step `freeze`.
+    Freeze
+);
 
 #[async_trait::async_trait]
 impl Step for Freeze {
@@ -293,18 +285,10 @@ impl Step for Promote {
     }
 }
 
-/// Step `unfreeze`: db1 writable.
-pub struct Unfreeze {
-    config: Config,
-}
-
-impl Unfreeze {
-    pub fn new(config: &Config) -> Unfreeze {
-        Unfreeze {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(
+    /// Step `unfreeze`: db1 writable.
+    Unfreeze
+);
 
 /// Milliseconds since the freeze began.
 fn frozen_for(ctx: &StepContext<'_>, at: i64) -> anyhow::Result<i64> {
@@ -353,18 +337,10 @@ impl Step for Unfreeze {
     }
 }
 
-/// Step `hook`: the operator's switch to db1.
-pub struct Hook {
-    config: Config,
-}
-
-impl Hook {
-    pub fn new(config: &Config) -> Hook {
-        Hook {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(
+    /// Step `hook`: the operator's switch to db1.
+    Hook
+);
 
 #[async_trait::async_trait]
 impl Step for Hook {
@@ -396,18 +372,10 @@ impl Step for Hook {
     }
 }
 
-/// Step `repoint_db2`.
-pub struct RepointDb2 {
-    config: Config,
-}
-
-impl RepointDb2 {
-    pub fn new(config: &Config) -> RepointDb2 {
-        RepointDb2 {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(
+    /// Step `repoint_db2`.
+    RepointDb2
+);
 
 /// db1's position at the promote.
 fn promoted_position(ctx: &StepContext<'_>) -> anyhow::Result<BinlogPos> {

@@ -24,7 +24,7 @@ use tokio::process::Command;
 
 use crate::config::{Config, Server};
 use crate::db::Secret;
-use crate::shell::{die_with_dbm, tail};
+use crate::shell::{die_with_dbm, stdout_of, tail};
 
 /// A machine dbm runs commands on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,15 +148,7 @@ impl Host {
     /// with stderr's tail. Killed with dbm.
     pub async fn run(&self, what: &str, script: &str) -> anyhow::Result<String> {
         let out = self.output(script).await?;
-        if !out.status.success() {
-            bail!(
-                "{what} on {} failed ({}): {}",
-                self.name,
-                out.status,
-                tail(&String::from_utf8_lossy(&out.stderr))
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        stdout_of(out, &format!("{what} on {}", self.name))
     }
 
     async fn output(&self, script: &str) -> anyhow::Result<std::process::Output> {

@@ -2,6 +2,25 @@
 //! journaled plan: seed db1 from db0 with a hot physical backup, replicate, cut over,
 //! repoint db2, verify.
 
+/// A step that needs only the plan: `config_step!(/// doc\n Freeze);` declares
+/// `pub struct Freeze { config }` and `Freeze::new(&Config)`.
+macro_rules! config_step {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name {
+            config: crate::config::Config,
+        }
+
+        impl $name {
+            pub fn new(config: &crate::config::Config) -> $name {
+                $name {
+                    config: config.clone(),
+                }
+            }
+        }
+    };
+}
+
 pub mod config;
 pub mod cutover;
 pub mod db;

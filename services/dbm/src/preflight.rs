@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::config::{Config, Role};
+use crate::config::Role;
 use crate::host::Host;
 use crate::journal::{Step, StepContext, StepId, Undo};
 use crate::plan;
@@ -16,17 +16,7 @@ use crate::replicate::Setup;
 /// How long the upgrade command may take.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub struct Preflight {
-    config: Config,
-}
-
-impl Preflight {
-    pub fn new(config: &Config) -> Preflight {
-        Preflight {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(Preflight);
 
 #[async_trait::async_trait]
 impl Step for Preflight {
@@ -74,17 +64,7 @@ impl Step for Preflight {
     }
 }
 
-pub struct Upgrade {
-    config: Config,
-}
-
-impl Upgrade {
-    pub fn new(config: &Config) -> Upgrade {
-        Upgrade {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(Upgrade);
 
 #[async_trait::async_trait]
 impl Step for Upgrade {

@@ -254,19 +254,11 @@ pub async fn wait_applied(
     }
 }
 
-/// Step `replicate_db1`: db1 read-only, replicating from db0 from the backup's
-/// coordinates.
-pub struct ReplicateDb1 {
-    config: Config,
-}
-
-impl ReplicateDb1 {
-    pub fn new(config: &Config) -> ReplicateDb1 {
-        ReplicateDb1 {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(
+    /// Step `replicate_db1`: db1 read-only, replicating from db0 from the backup's
+    /// coordinates.
+    ReplicateDb1
+);
 
 /// Whether `replica` replicates from `source_role`'s server, both threads running.
 pub async fn follows(config: &Config, replica: &mut Db, source_role: Role) -> anyhow::Result<bool> {
@@ -413,19 +405,11 @@ fn rand_token() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 40)
 }
 
-/// Step `catch_up`: heartbeats until one reaches db1 and db2 within
-/// `cutover.max_lag_ms`, so the freeze that follows is short.
-pub struct CatchUp {
-    config: Config,
-}
-
-impl CatchUp {
-    pub fn new(config: &Config) -> CatchUp {
-        CatchUp {
-            config: config.clone(),
-        }
-    }
-}
+config_step!(
+    /// Step `catch_up`: heartbeats until one reaches db1 and db2 within
+    /// `cutover.max_lag_ms`, so the freeze that follows is short.
+    CatchUp
+);
 
 fn ms(d: Option<Duration>) -> String {
     d.map_or("not yet".to_owned(), |d| format!("{} ms", d.as_millis()))

@@ -33,6 +33,12 @@ pub async fn run_checked(mut cmd: Command, what: &str) -> anyhow::Result<String>
         .output()
         .await
         .with_context(|| format!("starting {what} ({:?})", cmd.as_std().get_program()))?;
+    stdout_of(out, what)
+}
+
+/// A finished command's stdout; an error naming `what`, with the exit status and
+/// stderr's tail, when it failed.
+pub fn stdout_of(out: std::process::Output, what: &str) -> anyhow::Result<String> {
     if !out.status.success() {
         bail!(
             "{what} failed ({}): {}",
@@ -94,17 +100,7 @@ pub async fn run_with_timeout(
         .with_context(|| format!("starting {key} with sh -c"))?;
     let pgid = child.id().map(|id| nix::unistd::Pid::from_raw(id as i32));
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(out) => {
-            let out = out.with_context(|| format!("waiting for {key}"))?;
-            if !out.status.success() {
-                bail!(
-                    "{key} failed ({}): {}",
-                    out.status,
-                    tail(&String::from_utf8_lossy(&out.stderr))
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        }
+        Ok(out) => stdout_of(out.with_context(|| format!("waiting for {key}"))?, key),
         Err(_) => {
             if let Some(pgid) = pgid {
                 let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
