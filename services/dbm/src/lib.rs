@@ -26,6 +26,7 @@ pub mod cutover;
 pub mod db;
 pub mod host;
 pub mod journal;
+pub mod pipe;
 pub mod plan;
 pub mod preflight;
 pub mod replicate;

@@ -19,13 +19,14 @@
 //! space twice and doubles the time); letting the shell build the pipe (`sh -c "a | b"`
 //! loses the first command's exit code and the byte count for progress).
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::config::{Address, Config, SeedMethod, Server};
 use crate::db;
@@ -362,7 +363,7 @@ async fn stream_backup(config: &Config, host0: &Host, host1: &Host) -> anyhow::R
         stdin: backup_stdin,
     } = host0.program_with_secret(
         method.program(),
-        &backup_args(db0),
+        &backup_args(db0, config.seed.log_copy_interval_ms),
         password.as_ref().map(|p| ("MYSQL_PWD", p)),
     );
     die_with_dbm(&mut backup);
@@ -402,34 +403,30 @@ async fn stream_backup(config: &Config, host0: &Host, host1: &Host) -> anyhow::R
         .with_context(|| format!("starting {} on {}", method.unpacker(), host1.name()))?;
     let backup_err = tokio::spawn(collect_tail(backup.stderr.take().expect("piped")));
     let unpack_err = tokio::spawn(collect_tail(unpack.stderr.take().expect("piped")));
-    let mut from = backup.stdout.take().expect("piped");
-    let mut to = unpack.stdin.take().expect("piped");
+    // In blocking mode, for a thread of its own (see crate::pipe).
+    let from = backup.stdout.take().expect("piped").into_owned_fd();
+    let to = unpack.stdin.take().expect("piped").into_owned_fd();
 
     let started = Instant::now();
-    let mut last_log = started;
-    let mut bytes: u64 = 0;
-    let mut buf = vec![0u8; 1 << 20];
-    let copied: std::io::Result<()> = async {
-        loop {
-            let n = from.read(&mut buf).await?;
-            if n == 0 {
-                return to.shutdown().await;
-            }
-            to.write_all(&buf[..n]).await?;
-            bytes += n as u64;
-            if last_log.elapsed() >= PROGRESS_EVERY {
-                last_log = Instant::now();
-                let secs = started.elapsed().as_secs_f64();
-                tracing::info!(
-                    "seed: {} from db0 in {secs:.0} s, {}/s",
-                    human(bytes),
-                    human((bytes as f64 / secs) as u64)
-                );
-            }
-        }
-    }
-    .await;
-    drop(to);
+    let copied = match (from, to) {
+        (Ok(from), Ok(to)) => tokio::task::spawn_blocking(move || {
+            let mut last_log = started;
+            crate::pipe::splice_all(File::from(from), File::from(to), |bytes| {
+                if last_log.elapsed() >= PROGRESS_EVERY {
+                    last_log = Instant::now();
+                    let secs = started.elapsed().as_secs_f64();
+                    tracing::info!(
+                        "seed: {} from db0 in {secs:.0} s, {}/s",
+                        human(bytes),
+                        human((bytes as f64 / secs) as u64)
+                    );
+                }
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
     if copied.is_err() {
         // The unpacker is gone or the stream broke: the backup cannot finish.
         let _ = backup.start_kill();
@@ -451,7 +448,7 @@ async fn stream_backup(config: &Config, host0: &Host, host1: &Host) -> anyhow::R
             method.program()
         );
     }
-    copied.context("copying the backup stream")?;
+    let bytes = copied.context("copying the backup stream")?;
     tracing::info!(
         "seed: {} from db0 in {:.1} s",
         human(bytes),
@@ -462,10 +459,11 @@ async fn stream_backup(config: &Config, host0: &Host, host1: &Host) -> anyhow::R
 
 /// The backup's arguments: everything but the password (in `MYSQL_PWD`). It runs on
 /// db0's host, so it reaches db0 the way dbm does (a socket, or host and port).
-fn backup_args(db0: &Server) -> Vec<String> {
+fn backup_args(db0: &Server, log_copy_interval_ms: u64) -> Vec<String> {
     let mut args = vec![
         "--backup".to_owned(),
         "--stream=xbstream".to_owned(),
+        format!("--log-copy-interval={log_copy_interval_ms}"),
         format!("--datadir={}", db0.datadir.display()),
         format!("--user={}", db0.user),
     ];

@@ -88,6 +88,7 @@ fn optional_sections_default() {
     assert_eq!(c.replication.mode, None);
     assert_eq!(c.seed.method, None);
     assert!(c.seed.upgrade_command.is_none());
+    assert_eq!(c.seed.log_copy_interval_ms, 10);
     assert!(c.cutover.hook.is_none());
     assert_eq!(c.cutover.grace_secs, 2);
     assert_eq!(c.cutover.max_catchup_secs, 10);
@@ -166,7 +167,8 @@ fn every_problem_is_reported_with_its_key() {
         .replace("port = 3307", "port = 0")
         .replace("datadir = \"/srv/mysql\"", "datadir = \"mysql\"")
         .replace("ssh = \"root@db0.example\"", "ssh = \"-oProxyCommand=x\"")
-        .replace("grace_secs = 3", "grace_secs = 3\nmax_catchup_secs = 0");
+        .replace("grace_secs = 3", "grace_secs = 3\nmax_catchup_secs = 0")
+        .replace("[seed]", "[seed]\nlog_copy_interval_ms = 0");
     let e = problems(&text);
     for key in [
         "state_file",
@@ -175,6 +177,7 @@ fn every_problem_is_reported_with_its_key() {
         "db2.datadir",
         "db0.ssh",
         "cutover.max_catchup_secs",
+        "seed.log_copy_interval_ms",
     ] {
         assert!(e.contains(key), "{key} missing in {e}");
     }

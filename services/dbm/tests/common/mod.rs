@@ -23,21 +23,6 @@ pub struct Bed {
     pub target: PathBuf,
 }
 
-/// Users every server has, created with the binary log off so replication does not
-/// replay them: `dbm` (everything), `repl` (replication), `app` (the writer).
-fn users(db: &MariaDb) {
-    db.query(&format!(
-        "SET SESSION sql_log_bin = 0;
-         CREATE USER 'dbm'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
-         GRANT ALL PRIVILEGES ON *.* TO 'dbm'@'127.0.0.1' WITH GRANT OPTION;
-         CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
-         GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';
-         CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
-         GRANT SELECT, INSERT, UPDATE, DELETE ON app.* TO 'app'@'127.0.0.1';"
-    ))
-    .expect("creating the users");
-}
-
 /// How a test wants its bed.
 pub struct BedOptions<'a> {
     /// Rows of application data on db0 before the migration.
@@ -77,7 +62,8 @@ pub fn bed(o: &BedOptions<'_>) -> Bed {
         MariaDb::start_with(Host::Loopback, options(2, &["--log-slave-updates"])).expect("db1");
     let db2 = MariaDb::start_with(Host::Loopback, options(3, &[])).expect("db2");
     for db in [&db0, &db1, &db2] {
-        users(db);
+        db.create_migration_users(PASSWORD)
+            .expect("creating the users");
     }
     db2.replicate_from(&db0, "repl", PASSWORD)
         .expect("db2 replicating from db0");

@@ -107,6 +107,11 @@ pub struct Control {
 
 /// The server binary, also the name the control scripts and the drop look for.
 const MARIADBD: &str = "mariadbd";
+
+/// The accounts of [`MariaDb::create_migration_users`].
+pub const DBM_USER: &str = "dbm";
+pub const REPL_USER: &str = "repl";
+pub const APP_USER: &str = "app";
 /// How long `stop.sh` and `start.sh` wait before they give up.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the drop waits for a server to exit after SIGTERM, then after SIGKILL.
@@ -405,6 +410,25 @@ impl MariaDb {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Creates the accounts of a dbm migration on this server, all on `127.0.0.1` with
+    /// `password`, with the binary log off (every server of a migration gets them, so
+    /// a replica must not replay the source's): [`DBM_USER`] (everything, as dbm needs
+    /// for read_only, KILL, replication and the backup), [`REPL_USER`] (replication
+    /// only) and [`APP_USER`] (reads and writes on the `app` schema, as an application).
+    pub fn create_migration_users(&self, password: &str) -> Result<()> {
+        let password = sql_string(password);
+        self.query(&format!(
+            "SET SESSION sql_log_bin = 0;
+             CREATE USER '{DBM_USER}'@'127.0.0.1' IDENTIFIED BY {password};
+             GRANT ALL PRIVILEGES ON *.* TO '{DBM_USER}'@'127.0.0.1' WITH GRANT OPTION;
+             CREATE USER '{REPL_USER}'@'127.0.0.1' IDENTIFIED BY {password};
+             GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'127.0.0.1';
+             CREATE USER '{APP_USER}'@'127.0.0.1' IDENTIFIED BY {password};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON app.* TO '{APP_USER}'@'127.0.0.1';"
+        ))?;
+        Ok(())
     }
 
     /// Waits up to `timeout` until this replica has applied everything `source` has

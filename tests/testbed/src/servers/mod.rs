@@ -37,7 +37,7 @@ mod spamd;
 mod sshd;
 
 pub use clamd::{Clamd, EICAR, EICAR_SIGNATURE, Scan};
-pub use mariadb::{Control, MariaDb, MariaDbOptions};
+pub use mariadb::{APP_USER, Control, DBM_USER, MariaDb, MariaDbOptions, REPL_USER};
 pub use nginx::Nginx;
 pub use postfix::{Postfix, PostfixOptions};
 pub use s_server::{Certs, SServer};
