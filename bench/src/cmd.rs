@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -148,6 +149,46 @@ fn read_all(pipe: Option<&mut impl Read>) -> String {
 /// A command as a reader would type it.
 pub fn shown(cmd: &Command) -> String {
     format!("{cmd:?}").replace('"', "")
+}
+
+/// `target/release/<name>` in this workspace: where `cargo build --release -p <name>`
+/// puts a service's binary.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench
+        .parent()
+        .unwrap_or(bench)
+        .join("target/release")
+        .join(name)
+}
+
+/// Why `<binary> <subcommand>` cannot run yet, if it cannot: the binary is not built,
+/// or `<binary> <subcommand> --help` fails or its help lacks `needs` (an option the
+/// benchmark passes). `package` names the cargo package that builds it.
+pub fn unavailable(
+    binary: &Path,
+    package: &str,
+    subcommand: &str,
+    needs: Option<&str>,
+) -> Option<String> {
+    if !binary.is_file() {
+        return Some(format!(
+            "{package} binary not built ({} is missing; `cargo build --release -p {package}`)",
+            binary.display()
+        ));
+    }
+    let mut help = Command::new(binary);
+    help.args([subcommand, "--help"]);
+    let wanted = needs.map_or_else(String::new, |option| format!(" with `{option}`"));
+    match run(&mut help, Duration::from_secs(10)) {
+        Ok(out) if out.status.success() && needs.is_none_or(|o| out.stdout.contains(o)) => None,
+        Ok(out) => Some(format!(
+            "{package} has no `{subcommand}` command{wanted} yet ({}: {})",
+            binary.display(),
+            out.complaint().lines().next().unwrap_or("")
+        )),
+        Err(e) => Some(format!("{e:#}")),
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,12 @@
 //!
 //! The benchmarks: [`gwx_forward`] (binary `gwx-forward`), [`gwx_bans`] (binary
 //! `gwx-bans`), [`gwx_dns`] (binary `gwx-dns`), [`avsx`] (binary `avsx-relay`), [`tlsaudit`]
-//! (binary `tlsaudit-vs-testssl`).
+//! (binary `tlsaudit-vs-testssl`), [`dbm`] (binary `dbm-migrate`).
 
 pub mod avsx;
 pub mod cmd;
 pub mod daemon;
+pub mod dbm;
 pub mod forwarders;
 pub mod gwx_bans;
 pub mod gwx_dns;

@@ -20,7 +20,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use testbed::Netns;
 
@@ -31,30 +30,13 @@ pub const RUN: &str = "run";
 
 /// `target/release/avsx` in this workspace.
 pub fn default_binary() -> PathBuf {
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
-    bench.parent().unwrap_or(bench).join("target/release/avsx")
+    cmd::workspace_binary("avsx")
 }
 
 /// Why `avsx run` cannot run yet, if it cannot: the binary is not built, or it has no
 /// `run` subcommand (`avsx run --help` fails).
 pub fn unavailable(avsx: &Path) -> Option<String> {
-    if !avsx.is_file() {
-        return Some(format!(
-            "avsx binary not built ({} is missing; `cargo build --release -p avsx`)",
-            avsx.display()
-        ));
-    }
-    let mut help = Command::new(avsx);
-    help.args([RUN, "--help"]);
-    match cmd::run(&mut help, Duration::from_secs(10)) {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "avsx has no `{RUN}` command yet ({}: {})",
-            avsx.display(),
-            out.complaint().lines().next().unwrap_or("")
-        )),
-        Err(e) => Some(format!("{e:#}")),
-    }
+    cmd::unavailable(avsx, "avsx", RUN, None)
 }
 
 /// The scanners of the "scan on" variant.

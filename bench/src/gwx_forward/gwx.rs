@@ -22,7 +22,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::Result;
 use tempfile::TempDir;
@@ -42,30 +41,13 @@ pub const APPLY: &str = "apply";
 
 /// `target/release/gwx` in this workspace.
 pub fn default_binary() -> PathBuf {
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
-    bench.parent().unwrap_or(bench).join("target/release/gwx")
+    cmd::workspace_binary("gwx")
 }
 
 /// Why `gwx ACTION` cannot run yet, if it cannot: the binary is not built, or it has
 /// no such subcommand (`gwx ACTION --help` fails).
 pub fn unavailable(gwx: &Path, action: &str) -> Option<String> {
-    if !gwx.is_file() {
-        return Some(format!(
-            "gwx binary not built ({} is missing; `cargo build --release -p gwx`)",
-            gwx.display()
-        ));
-    }
-    let mut help = Command::new(gwx);
-    help.args([action, "--help"]);
-    match cmd::run(&mut help, Duration::from_secs(10)) {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "gwx has no `{action}` command yet ({}: {})",
-            gwx.display(),
-            out.complaint().lines().next().unwrap_or("")
-        )),
-        Err(e) => Some(format!("{e:#}")),
-    }
+    cmd::unavailable(gwx, "gwx", action, None)
 }
 
 /// How gwx forwards a service (the inventory's `mode`).

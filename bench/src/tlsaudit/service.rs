@@ -29,34 +29,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `target/release/tlsaudit` in this workspace.
 pub fn default_binary() -> PathBuf {
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
-    bench
-        .parent()
-        .unwrap_or(bench)
-        .join("target/release/tlsaudit")
+    cmd::workspace_binary("tlsaudit")
 }
 
 /// Why `tlsaudit tls` cannot run yet, if it cannot: the binary is not built, or
 /// `tlsaudit tls --help` fails or does not offer `--format`.
 pub fn unavailable(tlsaudit: &Path) -> Option<String> {
-    if !tlsaudit.is_file() {
-        return Some(format!(
-            "tlsaudit binary not built ({} is missing; `cargo build --release -p tlsaudit`)",
-            tlsaudit.display()
-        ));
-    }
-    let mut help = Command::new(tlsaudit);
-    help.args(["tls", "--help"]);
-    match cmd::run(&mut help, Duration::from_secs(10)) {
-        Ok(out) if out.status.success() && out.stdout.contains("--format") => None,
-        Ok(out) => Some(format!(
-            "{} has no `tls` command with `--format` yet (`tls --help`: {}, {:?})",
-            tlsaudit.display(),
-            out.status,
-            out.complaint().lines().next().unwrap_or("")
-        )),
-        Err(e) => Some(format!("{e:#}")),
-    }
+    cmd::unavailable(tlsaudit, "tlsaudit", "tls", Some("--format"))
 }
 
 /// `tlsaudit tls IP:PORT --format json --ca-file CA --timeout 5s`.
