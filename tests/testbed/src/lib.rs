@@ -11,6 +11,8 @@
 //!   smtp-sink, Postfix, nginx, openssl s_server, sshd) on a private port and data dir.
 //! * [`sql_writer`]: a client inserting without pause that keeps the books of a
 //!   migration test (acknowledged ids, stalls).
+//! * [`vm`]: QEMU virtual machines booted from a kernel and an initramfs, driven through a
+//!   shell on a serial port, on user networking or private L2 segments; killed on drop.
 //! * [`golden`]: golden-file assertions (`BLESS=1` rewrites them).
 //! * [`require`]: "this test needs root / tool X" as a clear failure, never a silent pass.
 //!
@@ -28,6 +30,7 @@ pub mod require;
 pub mod servers;
 pub mod sql_writer;
 pub mod topology;
+pub mod vm;
 
 pub use error::{Error, Result};
 pub use netns::{End, Netns, link};

@@ -1,0 +1,85 @@
+//! Building the same appliance twice, into different directories and at different
+//! times, gives the same bytes: the initramfs, the OCI tar and the OCI digests.
+//!
+//! The backend appliance is built here because it needs nothing from the workspace's
+//! release build (busybox's httpd is its service); the gwx and avsx images go through
+//! the same code with their binaries added.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use imgbuild::build::{self, Options};
+use imgbuild::definition::Definition;
+use imgbuild::rootfs::Sources;
+
+fn images_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn build_backend(out: &Path) -> build::Built {
+    let images = images_dir();
+    let def = Definition::load(&images.join("appliances/backend.toml")).unwrap();
+    let opts = Options {
+        sources: Sources {
+            files_dir: images.join("files"),
+            bin_dir: PathBuf::from("/nonexistent"),
+            busybox: PathBuf::from("/bin/busybox"),
+        },
+        kernel: Some(build::debian_kernel().expect("a Debian kernel (scripts/setup)")),
+        out: out.to_owned(),
+        epoch: 1_700_000_000,
+    };
+    build::build(&def, &opts).unwrap()
+}
+
+#[test]
+fn two_builds_in_different_places_and_times_are_identical() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = build_backend(a.path());
+    // Another second on the clock: nothing of the build time may get in.
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = build_backend(&b.path().join("elsewhere"));
+
+    assert_eq!(first.sums, second.sums);
+    assert_eq!(first.oci.manifest_digest, second.oci.manifest_digest);
+    assert_eq!(first.oci.config_digest, second.oci.config_digest);
+    let vm = first.vm.as_ref().unwrap();
+    println!(
+        "backend: initramfs {} bytes, kernel {} bytes, OCI layer {} bytes, manifest {}",
+        vm.initramfs_bytes, vm.kernel_bytes, first.oci.layer_bytes, first.oci.manifest_digest
+    );
+    for file in ["initramfs.cpio.gz", "backend.oci.tar", "oci/index.json"] {
+        assert_eq!(
+            std::fs::read(first.dir.join(file)).unwrap(),
+            std::fs::read(second.dir.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+    // The sums name every file of both images.
+    for name in ["vmlinuz", "initramfs.cpio.gz", "backend.oci.tar"] {
+        assert!(
+            first.sums.contains(&format!("  {name}\n")),
+            "{}",
+            first.sums
+        );
+    }
+}
+
+#[test]
+fn a_bad_definition_is_named_and_builds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("bad.toml");
+    std::fs::write(
+        &def,
+        "name = \"bad\"\ndescription = \"x\"\nready = \"tcp://127.0.0.1:0\"\n\
+         [[service]]\nname = \"web\"\ncommand = [\"httpd\"]\n",
+    )
+    .unwrap();
+    let e = format!("{:#}", Definition::load(&def).unwrap_err());
+    assert!(e.contains("bad.toml"), "{e}");
+    assert!(e.contains("ready:"), "{e}");
+    assert!(e.contains("service[0].command"), "{e}");
+}
