@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use super::tail;
 use testbed::servers::{MariaDb, Server};
 
 /// What the plain copy did.
@@ -182,9 +184,4 @@ fn backup_type(dir: &Path) -> Option<String> {
             let (key, value) = line.split_once('=')?;
             (key.trim() == "backup_type").then(|| value.trim().to_owned())
         })
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -478,6 +478,7 @@ fn free_bytes(path: &Path) -> Result<u64> {
         })
 }
 
+/// The last `lines` lines of `text`: the end of a log for a failure message.
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
