@@ -77,12 +77,18 @@ fn set_drain(state_dir: &Path, gateway: &str, drained: bool) -> anyhow::Result<E
 }
 
 fn run(common: &CommonArgs, state_dir: &Path, inventory: Inventory) -> anyhow::Result<ExitCode> {
-    daemon::section(&inventory).map_err(|e| super::UsageError(format!("{e:#}")))?;
+    let section = daemon::section(&inventory).map_err(|e| super::UsageError(format!("{e:#}")))?;
+    // `[dns] metrics_listen`, when set, instead of the runtime's (which `gwx run` on the
+    // same gateway binds).
+    let mut metrics = inventory.runtime.clone();
+    if let Some(addr) = section.metrics_listen {
+        metrics.metrics_listen = Some(addr);
+    }
     let rt = common.runtime().context("starting the async runtime")?;
     rt.block_on(async {
         let mut runtime = Runtime::new("gwx", env!("CARGO_PKG_VERSION"))
             .with_drain_timeout(inventory.runtime.drain_timeout());
-        let listener = inventory.runtime.bind_metrics().await?;
+        let listener = metrics.bind_metrics().await?;
         let shutdown = runtime.shutdown();
         let (service, serve) =
             Service::start(&inventory, state_dir, runtime.registry(), shutdown.clone()).await?;

@@ -21,6 +21,7 @@
 //! answer_count = 4
 //! ttl_secs = 30
 //! fallback = "all"                        # or { backup = ["203.0.113.200"] }
+//! metrics_listen = "0.0.0.0:9153"         # optional: see Dns::metrics_listen
 //!
 //! [dns.check]
 //! port = 443                              # default: the first TCP service's port
@@ -76,6 +77,11 @@ pub struct Dns {
     /// Draw weights by gateway address (default 1).
     #[serde(default)]
     pub weights: BTreeMap<IpAddr, u32>,
+    /// Where `gwx dns run` serves `/metrics` and `/healthz`; none means
+    /// `runtime.metrics_listen`. A gateway that runs `gwx run` and `gwx dns run` side by
+    /// side needs its own port here, as both would bind the runtime's.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_answer_count() -> usize {
@@ -141,7 +147,23 @@ impl Dns {
         self.weights.get(&addr).copied().unwrap_or(1)
     }
 
-    pub fn validate_at(&self, p: &mut Problems, services: &[Service], gateways: &[Gateway]) {
+    pub fn validate_at(
+        &self,
+        p: &mut Problems,
+        services: &[Service],
+        gateways: &[Gateway],
+        runtime_metrics: Option<SocketAddr>,
+    ) {
+        if let Some(addr) = self.metrics_listen {
+            p.check(
+                Some(addr) != runtime_metrics,
+                "dns.metrics_listen",
+                format!(
+                    "{addr} is runtime.metrics_listen too, which `gwx run` binds; give the \
+                     DNS server its own port, or leave this out on a host that runs only DNS"
+                ),
+            );
+        }
         for (addr, weight) in &self.weights {
             let key = format!("dns.weights.\"{addr}\"");
             p.check(

@@ -259,7 +259,12 @@ impl Validate for Inventory {
         );
         self.runtime.validate_at("runtime", p);
         if let Some(dns) = &self.dns {
-            dns.validate_at(p, &self.services, &self.gateways);
+            dns.validate_at(
+                p,
+                &self.services,
+                &self.gateways,
+                self.runtime.metrics_listen,
+            );
         }
 
         let mut ids = HashSet::new();

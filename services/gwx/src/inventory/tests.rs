@@ -304,3 +304,27 @@ fn dns_weights_and_groups() {
         ]
     );
 }
+
+#[test]
+fn dns_metrics_may_not_take_the_runtime_port() {
+    let dns = "\n[dns]\nzone = \"example.net\"\nlisten = [\"127.0.0.1:5300\"]\n\
+               nameservers = [\"ns1.example.net\"]\n\
+               [dns.glue]\n\"ns1.example.net\" = [\"203.0.113.53\"]\n";
+    let with = |runtime: &str, metrics: &str| {
+        format!("{MINIMAL}\n[runtime]\nmetrics_listen = \"{runtime}\"\n{dns}").replace(
+            "[dns.glue]",
+            &format!("metrics_listen = \"{metrics}\"\n[dns.glue]"),
+        )
+    };
+    let clash = problems(&with("0.0.0.0:9100", "0.0.0.0:9100"));
+    assert_eq!(clash.len(), 1, "{clash:?}");
+    assert_eq!(clash[0].0, "dns.metrics_listen");
+    assert!(clash[0].2.contains("gwx run"), "{}", clash[0].2);
+
+    let own = with("0.0.0.0:9100", "0.0.0.0:9153");
+    let inv: Inventory = config::parse(&own, Path::new("g.toml")).unwrap();
+    assert_eq!(
+        inv.dns.unwrap().metrics_listen,
+        Some("0.0.0.0:9153".parse().unwrap())
+    );
+}
