@@ -14,8 +14,13 @@
 //! binary = "gwx"                              # from the workspace's release build
 //! command = ["--config", "/etc/gwx/grid.toml", "--gateway", "${APPLIANCE_GATEWAY}", "run"]
 //!
+//! [[setup]]                                  # run once at boot, before the services
+//! name = "ruleset"
+//! binary = "gwx"
+//! command = ["--config", "/etc/gwx/grid.toml", "backend-ruleset", "--apply"]
+//!
 //! [[file]]
-//! source = "gwx/grid.toml"                    # under images/files
+//! source = "gwx/grid.toml"                    # under images/files, or an absolute host path
 //! path = "/etc/gwx/grid.toml"
 //! mode = "0644"
 //!
@@ -44,6 +49,10 @@ pub struct Definition {
     pub ready: String,
     #[serde(default, rename = "service")]
     pub services: Vec<Service>,
+    /// Commands run once at boot, in order, after the sysctls, addresses and ruleset and
+    /// before the services (a setup step that fails is logged; boot goes on).
+    #[serde(default, rename = "setup")]
+    pub setup: Vec<Service>,
     /// Host programs (absolute paths) copied in with their shared libraries.
     #[serde(default)]
     pub programs: Vec<PathBuf>,
@@ -72,6 +81,13 @@ pub struct Service {
     pub command: Vec<String>,
 }
 
+impl Definition {
+    /// Every command the image runs, services and setup steps: what needs a binary.
+    pub fn commands(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().chain(&self.setup)
+    }
+}
+
 impl Service {
     /// The program and its arguments as the service's script runs them.
     pub fn argv(&self) -> Vec<String> {
@@ -84,7 +100,8 @@ impl Service {
     }
 }
 
-/// A file copied from `images/files` into the image.
+/// A file copied into the image: from `images/files`, or, with an absolute `source`,
+/// from the build host (a file of a Debian package, like `programs`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
@@ -138,17 +155,20 @@ impl Definition {
         if let Err(e) = self.ready() {
             problem("ready", e.to_string());
         }
-        for (i, s) in self.services.iter().enumerate() {
+        let commands =
+            (self.services.iter().enumerate()).map(|(i, s)| (format!("service[{i}]"), s));
+        let setups = (self.setup.iter().enumerate()).map(|(i, s)| (format!("setup[{i}]"), s));
+        for (key, s) in commands.chain(setups) {
             if !is_name(&s.name) {
-                problem(&format!("service[{i}].name"), format!("{:?}", s.name));
+                problem(&format!("{key}.name"), format!("{:?}", s.name));
             }
             match &s.binary {
                 Some(b) if !is_name(b) => {
-                    problem(&format!("service[{i}].binary"), format!("{b:?}"));
+                    problem(&format!("{key}.binary"), format!("{b:?}"));
                 }
                 Some(_) => {}
                 None if !s.command.first().is_some_and(|c| c.starts_with('/')) => problem(
-                    &format!("service[{i}].command"),
+                    &format!("{key}.command"),
                     "without `binary`, the command starts with a program's absolute path"
                         .to_owned(),
                 ),
@@ -158,7 +178,7 @@ impl Definition {
                 // Each argument is put in double quotes in the service's script.
                 if arg.contains(['"', '\\', '`', '\n']) {
                     problem(
-                        &format!("service[{i}].command"),
+                        &format!("{key}.command"),
                         format!("{arg:?}: no quotes, backslashes, backticks or newlines"),
                     );
                 }
@@ -173,10 +193,13 @@ impl Definition {
             }
         }
         for (i, f) in self.files.iter().enumerate() {
-            if f.source.is_absolute() || has_dots(&f.source) {
+            if has_dots(&f.source) {
                 problem(
                     &format!("file[{i}].source"),
-                    format!("{}: relative to images/files", f.source.display()),
+                    format!(
+                        "{}: relative to images/files, or a host file's absolute path",
+                        f.source.display()
+                    ),
                 );
             }
             if !f.path.is_absolute() || has_dots(&f.path) {

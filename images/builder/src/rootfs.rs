@@ -43,15 +43,18 @@ pub fn tree(def: &Definition, src: &Sources, flavour: &Flavour) -> Result<Tree> 
     }
 
     // Programs first: a real `nft` or `ip` wins over a busybox applet of that name.
+    let mut installed = std::collections::BTreeSet::new();
     for (s, binary) in def
-        .services
-        .iter()
+        .commands()
         .filter_map(|s| s.binary.as_ref().map(|b| (s, b)))
     {
+        if !installed.insert(binary) {
+            continue; // a service and a setup step of the same binary
+        }
         let bin = src.bin_dir.join(binary);
         if !bin.is_file() {
             bail!(
-                "service {}: {} is missing (cargo build --release -p {binary})",
+                "{}: {} is missing (cargo build --release -p {binary})",
                 s.name,
                 bin.display(),
             );

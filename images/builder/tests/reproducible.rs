@@ -1,9 +1,9 @@
 //! Building the same appliance twice, into different directories and at different
 //! times, gives the same bytes: the initramfs, the OCI tar and the OCI digests.
 //!
-//! The backend appliance is built here because it needs nothing from the workspace's
-//! release build (busybox's httpd is its service); the gwx and avsx images go through
-//! the same code with their binaries added.
+//! The backend appliance is built here; its one workspace binary (gwx, for the backend
+//! ruleset) is stood in for by a copy of the static busybox, so the test needs no
+//! release build. The gwx and avsx images go through the same code.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,13 +19,26 @@ fn images_dir() -> PathBuf {
         .to_owned()
 }
 
+/// A directory with `gwx`: a copy of the static busybox (`ldd` finds no libraries, as
+/// for any static binary), made once per test process.
+fn stand_in_binaries() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reproducible-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("gwx")).unwrap();
+        dir
+    })
+    .clone()
+}
+
 fn build_backend(out: &Path) -> build::Built {
     let images = images_dir();
     let def = Definition::load(&images.join("appliances/backend.toml")).unwrap();
     let opts = Options {
         sources: Sources {
             files_dir: images.join("files"),
-            bin_dir: PathBuf::from("/nonexistent"),
+            bin_dir: stand_in_binaries(),
             busybox: PathBuf::from("/bin/busybox"),
         },
         kernel: Some(build::debian_kernel().expect("a Debian kernel (scripts/setup)")),
