@@ -6,8 +6,12 @@ use crate::inventory::Inventory;
 
 /// The inventory shipped in the repository (`config/gwx/grid.toml`).
 pub fn shipped() -> Inventory {
-    Inventory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gwx/grid.toml"))
-        .unwrap()
+    Inventory::load(&shipped_path()).unwrap()
+}
+
+/// The shipped inventory's file.
+pub fn shipped_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gwx/grid.toml")
 }
 
 /// Asserts that `actual` equals `test_data/NAME` (`BLESS=1` rewrites it).

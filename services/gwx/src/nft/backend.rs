@@ -1,5 +1,6 @@
 //! The backend host's ruleset, table `inet gwx_backend`: the services' backend ports
-//! accept only the grid's gateways (their private addresses); anyone else is dropped and
+//! accept only the grid's gateways (their private addresses) and the host itself
+//! (loopback: its own health checks and local clients); anyone else is dropped and
 //! counted. Everything else is left alone (policy accept), so the backend's own
 //! management, outbound traffic and unrelated services keep working, and its own
 //! firewall, if any, stays in charge of them.
@@ -9,6 +10,7 @@
 //! answer there either. The ports are those of every service's backend in the inventory,
 //! per protocol, so one file serves every backend host of a grid.
 
+use nftables::expr::MetaKey;
 use nftables::types::{NfChainPolicy, NfChainType, NfHook};
 
 use super::expr::*;
@@ -44,6 +46,16 @@ pub fn ruleset(inventory: &Inventory) -> Ruleset {
             continue;
         }
         let p = protocol.as_str();
+        rs.add_rule(
+            INPUT,
+            format!("accept:loopback {p}"),
+            vec![
+                eq(meta(MetaKey::Iif), string("lo")),
+                dport(protocol, &ports),
+                counter(),
+                accept(),
+            ],
+        );
         for f in Family::ALL {
             let gateways = f.filter(&private);
             if gateways.is_empty() {

@@ -465,6 +465,7 @@ pub fn ruleset(inventory: &Inventory, gateway_id: &str) -> Result<Ruleset, NftEr
         );
     }
     management_rules(&mut rs, inventory);
+    dns_rules(&mut rs, inventory, gw);
     for (s, families) in &served {
         if s.mode != Mode::Proxy {
             continue;
@@ -576,6 +577,35 @@ fn l3_rules(
         );
     }
     Ok(())
+}
+
+/// The grid's DNS server (`gwx dns run`, the `[dns]` section), where it listens on this
+/// gateway: on an address of its own or on any address. UDP and TCP, from anywhere:
+/// resolvers everywhere ask it.
+fn dns_rules(rs: &mut Ruleset, inventory: &Inventory, gw: &Gateway) {
+    let Some(dns) = &inventory.dns else {
+        return;
+    };
+    let mut ports: Vec<u16> = dns
+        .listen
+        .iter()
+        .filter(|l| {
+            l.ip().is_unspecified() || gw.public.contains(&l.ip()) || gw.private.contains(&l.ip())
+        })
+        .map(|l| l.port())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        return;
+    }
+    for protocol in [Protocol::Udp, Protocol::Tcp] {
+        rs.add_rule(
+            INPUT,
+            format!("accept:dns {}", protocol.as_str()),
+            vec![dport(protocol, &ports), counter(), accept()],
+        );
+    }
 }
 
 /// Management ports: from `management_sources` per family, or from anywhere when the

@@ -111,6 +111,33 @@ fn gateway_rules_follow_the_inventory() {
 }
 
 #[test]
+fn the_dns_server_is_reachable_where_it_listens_on_this_gateway() {
+    let mut inv = shipped();
+    assert!(inv.dns.is_none(), "the shipped grid has no [dns]");
+    let rs = gateway::ruleset(&inv, "gw1").unwrap();
+    assert!(rs.rule(gateway::INPUT, "accept:dns udp").is_none());
+
+    let text = std::fs::read_to_string(crate::test_support::shipped_path()).unwrap()
+        + "\n[dns]\nzone = \"example.net\"\nlisten = [\"0.0.0.0:53\", \"203.0.113.12:5353\"]\n\
+           nameservers = [\"ns1.example.org\"]\n";
+    inv = appliance::config::parse(&text, std::path::Path::new("grid.toml")).unwrap();
+    let rs = gateway::ruleset(&inv, "gw1").unwrap();
+    for protocol in ["udp", "tcp"] {
+        let rule = rs
+            .rule(gateway::INPUT, &format!("accept:dns {protocol}"))
+            .unwrap_or_else(|| panic!("no accept:dns {protocol}"));
+        let expr = serde_json::to_string(&rule.expr).unwrap();
+        // 53 on any address; 5353 is on gw2's address, not gw1's.
+        assert!(expr.contains(protocol) && expr.contains("53"), "{expr}");
+        assert!(!expr.contains("5353"), "{expr}");
+    }
+    let rs = gateway::ruleset(&inv, "gw2").unwrap();
+    let expr =
+        serde_json::to_string(&rs.rule(gateway::INPUT, "accept:dns udp").unwrap().expr).unwrap();
+    assert!(expr.contains("5353"), "gw2 listens on 5353 too: {expr}");
+}
+
+#[test]
 fn zero_limits_mean_no_rule_and_no_set() {
     let mut inv = shipped();
     for s in &mut inv.services {
