@@ -11,6 +11,8 @@ use std::time::Duration;
 use imgbuild::definition::ready_marker;
 use testbed::vm::{Nic, VmOptions};
 
+pub mod docker;
+
 /// Where the images are: `$APPLIANCE_IMAGES`, or `target/images` of this workspace.
 pub fn images_dir() -> PathBuf {
     match std::env::var_os("APPLIANCE_IMAGES") {
