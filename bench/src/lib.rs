@@ -17,7 +17,8 @@
 //!
 //! The benchmarks: [`gwx_forward`] (binary `gwx-forward`), [`gwx_bans`] (binary
 //! `gwx-bans`), [`gwx_dns`] (binary `gwx-dns`), [`avsx`] (binary `avsx-relay`), [`tlsaudit`]
-//! (binary `tlsaudit-vs-testssl`), [`dbm`] (binary `dbm-migrate`).
+//! (binary `tlsaudit-vs-testssl`), [`dbm`] (binary `dbm-migrate`), [`images`] (binary
+//! `images`).
 
 pub mod avsx;
 pub mod cmd;
@@ -27,6 +28,7 @@ pub mod forwarders;
 pub mod gwx_bans;
 pub mod gwx_dns;
 pub mod gwx_forward;
+pub mod images;
 pub mod measure;
 pub mod table;
 pub mod tlsaudit;
