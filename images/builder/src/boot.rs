@@ -144,10 +144,13 @@ else
     env | grep '^APPLIANCE_' | sed "s/^\([^=]*\)=\(.*\)$/export \1='\2'/" > /run/appliance.env
 fi
 mkdir -p /var/log /var/lib
+# An A/B disk's slot on trial: its deadline starts now, before anything may hang.
+[ ! -x {tool} ] || {tool} boot
 "#,
         name = def.name,
         modules = MODULES,
         fw_cfg = slots::FW_CFG_CMDLINE,
+        tool = slots::TOOL,
     );
     if ruleset {
         let _ = writeln!(
@@ -164,8 +167,6 @@ mkdir -p /var/log /var/lib
             cmd = quoted(&step.argv()),
         );
     }
-    // An A/B disk's slot on trial gets its deadline (a no-op elsewhere).
-    let _ = writeln!(s, "[ ! -x {t} ] || {t} boot", t = slots::TOOL);
     let _ = writeln!(s, "say \"{} booted\"", def.name);
     s
 }

@@ -1,5 +1,6 @@
 //! One appliance, built: `<out>/<name>/` holds `vmlinuz` and `initramfs.cpio.gz` (the
-//! VM image), `oci/` and `<name>.oci.tar` (the OCI image), and `SHA256SUMS` of them.
+//! VM image) and `disk.img` (the same as an A/B disk, [`crate::slots`]), `oci/` and
+//! `<name>.oci.tar` (the OCI image), and `SHA256SUMS` of them.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use crate::archive;
 use crate::definition::Definition;
 use crate::oci::{self, Oci};
 use crate::rootfs::{self, Flavour, Sources};
+use crate::slots;
 
 /// What to build from where.
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ pub struct Vm {
     pub initramfs: PathBuf,
     pub initramfs_bytes: u64,
     pub kernel_bytes: u64,
+    /// The A/B disk image: slot A holds the kernel and initramfs.
+    pub disk: slots::Disk,
 }
 
 #[derive(Debug, Clone)]
@@ -66,8 +70,10 @@ pub fn build(def: &Definition, opts: &Options) -> Result<Built> {
             let vmlinuz = dir.join("vmlinuz");
             std::fs::copy(kernel, &vmlinuz)
                 .with_context(|| format!("copy {} to {}", kernel.display(), vmlinuz.display()))?;
-            files.extend([vmlinuz.clone(), initramfs.clone()]);
+            let disk = slots::disk(&def.name, &vmlinuz, &initramfs, opts.epoch, &dir)?;
+            files.extend([vmlinuz.clone(), initramfs.clone(), disk.path.clone()]);
             Some(Vm {
+                disk,
                 kernel_bytes: size(&vmlinuz)?,
                 kernel: vmlinuz,
                 kernel_release,

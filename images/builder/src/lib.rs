@@ -7,6 +7,8 @@
 //! * [`rootfs`]: the appliance's files as a [`tree::Tree`]; [`closure`] finds the
 //!   libraries and kernel modules they need, [`boot`] writes busybox init's config.
 //! * [`archive`]: the cpio and tar writers, [`oci`]: the OCI layout and docker tar.
+//! * [`slots`]: the VM image as an A/B disk (GRUB, two slots, boot-once and rollback)
+//!   and the slot tool inside the appliance.
 //! * [`build`]: all of it for one appliance, with sizes and digests.
 
 pub mod archive;
@@ -16,4 +18,5 @@ pub mod closure;
 pub mod definition;
 pub mod oci;
 pub mod rootfs;
+pub mod slots;
 pub mod tree;

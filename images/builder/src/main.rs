@@ -9,8 +9,8 @@ use imgbuild::build::{self, Options};
 use imgbuild::definition::Definition;
 use imgbuild::rootfs::Sources;
 
-/// Builds reproducible appliance images (VM: kernel + initramfs; OCI: layout + docker
-/// tar) from the definitions under images/appliances.
+/// Builds reproducible appliance images (VM: kernel + initramfs, and an A/B disk image;
+/// OCI: layout + docker tar) from the definitions under images/appliances.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -100,22 +100,29 @@ fn run(cli: Cli) -> Result<()> {
                 epoch,
             };
             println!(
-                "{:<10} {:>12} {:>12} {:>12}  oci manifest digest",
-                "appliance", "initramfs", "kernel", "oci layer"
+                "{:<10} {:>12} {:>12} {:>12} {:>12}  oci manifest digest",
+                "appliance", "initramfs", "kernel", "disk (used)", "oci layer"
             );
             for (_, path) in definitions(&cli.images, &appliances)? {
                 let def = Definition::load(&path)?;
                 let built = build::build(&def, &opts)
                     .with_context(|| format!("build the {} appliance", def.name))?;
                 let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+                // The disk is sparse: what its blocks hold, of its size.
+                let disk = built.vm.as_ref().map_or("-".into(), |v| {
+                    use std::os::unix::fs::MetadataExt;
+                    let used = std::fs::metadata(&v.disk.path).map_or(0, |m| m.blocks() * 512);
+                    format!("{} ({})", mb(v.disk.bytes), mb(used))
+                });
                 println!(
-                    "{:<10} {:>12} {:>12} {:>12}  {}",
+                    "{:<10} {:>12} {:>12} {:>12} {:>12}  {}",
                     built.name,
                     built
                         .vm
                         .as_ref()
                         .map_or("-".into(), |v| mb(v.initramfs_bytes)),
                     built.vm.as_ref().map_or("-".into(), |v| mb(v.kernel_bytes)),
+                    disk,
                     mb(built.oci.layer_bytes),
                     built.oci.manifest_digest
                 );

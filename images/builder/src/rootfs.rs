@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use crate::boot;
 use crate::closure;
 use crate::definition::Definition;
+use crate::slots;
 use crate::tree::{Content, Tree, image_path};
 
 /// Where the pieces come from.
@@ -93,7 +94,10 @@ pub fn tree(def: &Definition, src: &Sources, flavour: &Flavour) -> Result<Tree> 
             t.char_dev("/dev/console", 5, 1, 0o600)?;
             // The kernel runs /init of an initramfs; busybox is init by that name.
             t.symlink("/init", "/bin/busybox")?;
-            let files = closure::modules(kernel_release, &def.kernel_modules)?;
+            // The A/B disk's tool, and the modules it needs besides the definition's.
+            slots::tool(&mut t)?;
+            let modules = slots::kernel_modules(&def.kernel_modules);
+            let files = closure::modules(kernel_release, &modules)?;
             for f in &files {
                 t.file(&image_path(f)?, Content::Host(f.clone()), 0o644)?;
             }

@@ -64,7 +64,13 @@ fn two_builds_in_different_places_and_times_are_identical() {
         "backend: initramfs {} bytes, kernel {} bytes, OCI layer {} bytes, manifest {}",
         vm.initramfs_bytes, vm.kernel_bytes, first.oci.layer_bytes, first.oci.manifest_digest
     );
-    for file in ["initramfs.cpio.gz", "backend.oci.tar", "oci/index.json"] {
+    // disk.img: the A/B disk (GRUB, file systems with fixed ids and times).
+    for file in [
+        "initramfs.cpio.gz",
+        "backend.oci.tar",
+        "oci/index.json",
+        "disk.img",
+    ] {
         assert_eq!(
             std::fs::read(first.dir.join(file)).unwrap(),
             std::fs::read(second.dir.join(file)).unwrap(),
@@ -72,7 +78,12 @@ fn two_builds_in_different_places_and_times_are_identical() {
         );
     }
     // The sums name every file of both images.
-    for name in ["vmlinuz", "initramfs.cpio.gz", "backend.oci.tar"] {
+    for name in [
+        "vmlinuz",
+        "initramfs.cpio.gz",
+        "backend.oci.tar",
+        "disk.img",
+    ] {
         assert!(
             first.sums.contains(&format!("  {name}\n")),
             "{}",

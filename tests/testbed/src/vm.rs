@@ -3,7 +3,8 @@
 //! private L2 segment.
 //!
 //! [`Vm::boot`] starts `qemu-system-x86_64` with a kernel and an initramfs (direct kernel
-//! boot: no disk, no boot loader) in a private directory (`/tmp/tb-vm-<name>-XXXXXX`) and
+//! boot: no disk, no boot loader), or from a disk image ([`VmOptions::disk`]), in a
+//! private directory (`/tmp/tb-vm-<name>-XXXXXX`) and
 //! waits until the guest prints its *ready marker* on the serial console. The test then
 //! drives the guest through a root shell on a second serial port ([`Vm::run`]) and reaches
 //! its services over the network ([`Nic`]). Dropping the [`Vm`] kills QEMU (also when the
@@ -23,7 +24,8 @@
 //!   slots 0x08, 0x09, ...; with kernel names (`net.ifnames=0`, no udev renaming) the
 //!   guest sees them as `eth0`, `eth1`, ... in the order of `nics`. MAC addresses are
 //!   [`Mac::for_vm`]`(name, index)` unless given, so they are the same on every run.
-//! * Nothing else: no disk, no display, no default devices (`-nodefaults`).
+//! * Nothing else: no disk (unless [`VmOptions::disk`], below), no display, no default
+//!   devices (`-nodefaults`).
 //!
 //! # What the guest image must provide (the contract)
 //!
@@ -50,6 +52,32 @@
 //! 4. On a [`Nic::User`] interface, the address 10.0.2.15/24 ([`USER_NET_GUEST_ADDR`];
 //!    the gateway is 10.0.2.2, or run a DHCP client): QEMU forwards host ports to that
 //!    address.
+//!
+//! # Booting from a disk
+//!
+//! With [`VmOptions::disk`] set, the VM boots that disk image through the firmware
+//! (SeaBIOS, then the disk's own boot loader) instead of a kernel and an initramfs;
+//! `kernel` and `initrd` are then not used. Such a disk is, for example, an appliance's
+//! A/B image (`imgbuild`'s `disk.img`), whose slots the guest rewrites and reboots into.
+//! So, in this mode:
+//!
+//! * The VM writes to its own copy: a qcow2 overlay `disk.qcow2` in the VM directory
+//!   (`qemu-img create -b`; the image itself is never written). Raw images and qcow2
+//!   images (by the `.qcow2` extension) can be given.
+//! * The disk is a `virtio-blk-pci` device at PCI slot 0x06 ([`DISK_SLOT`]), first in the
+//!   boot order: the guest needs `virtio_pci` and `virtio_blk` and sees it as `/dev/vda`
+//!   (a test's extra disks go at other slots, through [`VmOptions::qemu_args`]).
+//! * The kernel command line is the boot loader's. The harness's own parameters
+//!   ([`VmOptions::append`]; `console=`, `panic=` and `quiet` are the boot loader's
+//!   business) reach the guest as the QEMU firmware config file `opt/appliance/cmdline`
+//!   ([`FW_CFG_CMDLINE`]): one line, the words separated by blanks, which the guest
+//!   reads from `/sys/firmware/qemu_fw_cfg/by_name/opt/appliance/cmdline/raw` (module
+//!   `qemu_fw_cfg`). The appliance images read it as if it were on the command line.
+//! * No `-no-reboot`: a guest reboot restarts the machine in the same QEMU, with the same
+//!   overlay, console log and command socket. [`Vm::console_mark`] and
+//!   [`Vm::wait_ready_since`] wait for the next boot's ready marker; the command channel
+//!   then re-syncs with the new shell. A kernel panic still fails a wait at once (the
+//!   panic line on the console), though QEMU goes on to reboot the guest.
 //!
 //! # The command channel
 //!
@@ -147,6 +175,12 @@ pub const MAX_COMMAND_LINE: usize = 4000;
 /// A kernel panic, on the console: no marker will come after it.
 const PANIC_LINE: &str = "Kernel panic - not syncing";
 
+/// PCI slot of the boot disk in disk mode ([`VmOptions::disk`]).
+pub const DISK_SLOT: usize = 0x06;
+
+/// The QEMU firmware config file that carries [`VmOptions::append`] in disk mode.
+pub const FW_CFG_CMDLINE: &str = "opt/appliance/cmdline";
+
 /// PCI slot of the first NIC; later ones follow. Fixed slots fix the guest's enumeration
 /// order whatever else is on the command line.
 const FIRST_NIC_SLOT: usize = 0x08;
@@ -184,6 +218,9 @@ pub struct VmOptions {
     pub boot_timeout: Duration,
     /// Extra QEMU arguments, appended last.
     pub qemu_args: Vec<String>,
+    /// Boot this disk image instead of `kernel` and `initrd` (see "Booting from a disk"
+    /// in the module docs); default none.
+    pub disk: Option<PathBuf>,
 }
 
 impl VmOptions {
@@ -207,6 +244,7 @@ impl VmOptions {
             nics: Vec::new(),
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
             qemu_args: Vec::new(),
+            disk: None,
         }
     }
 }
@@ -434,6 +472,37 @@ impl CommandOutput {
     }
 }
 
+/// A position in a VM's console log ([`Vm::console_mark`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConsoleMark(u64);
+
+/// The VM's copy of `disk`: a qcow2 overlay in `dir` with `disk` as its backing file.
+fn disk_overlay(vm: &str, disk: &Path, dir: &Path) -> Result<PathBuf> {
+    let qemu_img = require::tool("qemu-img", "qemu-utils")?;
+    let backing = std::fs::canonicalize(disk)
+        .context(|| format!("VM `{vm}`: resolve the disk {}", disk.display()))?;
+    let format = if backing.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    };
+    let overlay = dir.join("disk.qcow2");
+    let out = Command::new(&qemu_img)
+        .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+        .arg(&backing)
+        .arg(&overlay)
+        .output()
+        .context(|| format!("VM `{vm}`: run {}", qemu_img.display()))?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: format!("qemu-img create -b {} (VM `{vm}`)", backing.display()),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_owned(),
+        });
+    }
+    Ok(overlay)
+}
+
 /// A running VM; QEMU is killed and the VM directory removed on drop.
 #[derive(Debug)]
 pub struct Vm {
@@ -476,7 +545,11 @@ impl Vm {
     fn start(opts: VmOptions) -> Result<Vm> {
         let qemu = require::tool(QEMU, "qemu-system-x86")?;
         let name = opts.name.clone();
-        for (what, path) in [("kernel", &opts.kernel), ("initrd", &opts.initrd)] {
+        let boot_files = match &opts.disk {
+            Some(disk) => vec![("disk", disk)],
+            None => vec![("kernel", &opts.kernel), ("initrd", &opts.initrd)],
+        };
+        for (what, path) in boot_files {
             File::open(path).context(|| format!("VM `{name}`: open {what} {}", path.display()))?;
         }
         let accel = accelerator()?;
@@ -564,9 +637,31 @@ impl Vm {
         arg("-name", format!("guest={}", sanitize(&name)));
         arg("-m", opts.memory_mib.to_string());
         arg("-smp", opts.cpus.to_string());
-        arg("-kernel", opts.kernel.display().to_string());
-        arg("-initrd", opts.initrd.display().to_string());
-        arg("-append", cmdline.join(" "));
+        match &opts.disk {
+            None => {
+                arg("-kernel", opts.kernel.display().to_string());
+                arg("-initrd", opts.initrd.display().to_string());
+                arg("-append", cmdline.join(" "));
+            }
+            Some(disk) => {
+                let overlay = disk_overlay(&name, disk, dir.path())?;
+                arg(
+                    "-drive",
+                    format!("if=none,id=disk,format=qcow2,file={}", qemu_value(&overlay)),
+                );
+                arg(
+                    "-device",
+                    format!("virtio-blk-pci,drive=disk,addr={DISK_SLOT:#04x},bootindex=1"),
+                );
+                let file = dir.path().join("cmdline");
+                std::fs::write(&file, format!("{}\n", opts.append.join(" ")))
+                    .context(|| format!("VM `{name}`: write {}", file.display()))?;
+                arg(
+                    "-fw_cfg",
+                    format!("name={FW_CFG_CMDLINE},file={}", qemu_value(&file)),
+                );
+            }
+        }
         arg(
             "-chardev",
             format!("file,id=con,path={}", qemu_value(&console)),
@@ -597,16 +692,11 @@ impl Vm {
         }
         // No -nographic: with -nodefaults it adds nothing but SeaBIOS's serial console,
         // whose screen-clearing escapes would land on the marker's line.
-        args.extend(
-            [
-                "-nodefaults",
-                "-no-user-config",
-                "-no-reboot",
-                "-display",
-                "none",
-            ]
-            .map(String::from),
-        );
+        args.extend(["-nodefaults", "-no-user-config", "-display", "none"].map(String::from));
+        if opts.disk.is_none() {
+            // A disk's slots need reboots (see the module docs).
+            args.push("-no-reboot".into());
+        }
         args.extend(opts.qemu_args.iter().cloned());
 
         let mut cmd = Command::new(&qemu);
@@ -662,9 +752,32 @@ impl Vm {
     /// terminal escapes around it ignored). Fails at once, with the console tail, when
     /// QEMU exits or the guest kernel panics; at `timeout` otherwise.
     pub fn wait_for_line(&mut self, line: &str, timeout: Duration) -> Result<()> {
+        self.wait_for_line_since(ConsoleMark(0), line, timeout)
+    }
+
+    /// Where the console is now: what came before it is not searched by
+    /// [`Vm::wait_for_line_since`] and [`Vm::wait_ready_since`] (an earlier boot's lines).
+    pub fn console_mark(&self) -> ConsoleMark {
+        ConsoleMark(std::fs::metadata(&self.console).map_or(0, |m| m.len()))
+    }
+
+    /// The console since `mark`, as [`Vm::console`] gives it.
+    pub fn console_since(&self, mark: ConsoleMark) -> String {
+        let raw = std::fs::read(&self.console).unwrap_or_default();
+        let from = usize::try_from(mark.0).unwrap_or(usize::MAX).min(raw.len());
+        clean_console(&raw[from..])
+    }
+
+    /// [`Vm::wait_for_line`], looking only at what the console printed after `mark`.
+    pub fn wait_for_line_since(
+        &mut self,
+        mark: ConsoleMark,
+        line: &str,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let text = self.console();
+            let text = self.console_since(mark);
             if text.lines().any(|l| l.trim() == line) {
                 return Ok(());
             }
@@ -676,7 +789,7 @@ impl Vm {
                 }
                 return Err(self.not_ready_with(
                     format!("the guest kernel panicked before printing `{line}`"),
-                    panic_excerpt(&self.console()),
+                    panic_excerpt(&self.console_since(mark)),
                 ));
             }
             if !self.process.is_running() {
@@ -692,6 +805,19 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits for the ready marker printed after `mark`: the guest rebooted (a disk's
+    /// slots, see the module docs) and is ready again. The next [`Vm::run`] first syncs
+    /// with the new shell on ttyS1.
+    pub fn wait_ready_since(&mut self, mark: ConsoleMark, timeout: Duration) -> Result<()> {
+        let marker = self.ready_marker.clone();
+        self.wait_for_line_since(mark, &marker, timeout)?;
+        let mut channel = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channel.as_mut() {
+            channel.synced = false;
+        }
+        Ok(())
     }
 
     fn not_ready(&self, reason: String) -> Error {
