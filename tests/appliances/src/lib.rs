@@ -12,6 +12,8 @@ use imgbuild::definition::ready_marker;
 use testbed::vm::{Nic, VmOptions};
 
 pub mod docker;
+pub mod grid;
+pub mod slots;
 
 /// Where the images are: `$APPLIANCE_IMAGES`, or `target/images` of this workspace.
 pub fn images_dir() -> PathBuf {

@@ -18,23 +18,16 @@
 //! `appliance-slot install` writes them into the slot. The harness boots the VM from its
 //! own qcow2 overlay of the disk and lets it reboot in place (`VmOptions::disk`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use appliance_tests::slots::{GUEST, attach_payload, install, reboot, sha256_of, status, variant};
 use appliance_tests::{BOOT_TIMEOUT, appliance};
-use imgbuild::definition::Definition;
-use imgbuild::rootfs::{Flavour, Sources};
-use imgbuild::tree::{Content, Tree};
-use imgbuild::{archive, build, oci, rootfs};
 use testbed::vm::Vm;
 
 /// The trial deadline the test gives the appliance (`appliance.slot_deadline`), shorter
 /// than the default 60 s: the good image is ready a few seconds after `rcS`.
 const DEADLINE: u64 = 40;
-/// Commands in the guest: copying 17 MB between tmpfs and FAT under TCG, hashing it.
-const GUEST: Duration = Duration::from_secs(120);
 
 #[test]
 #[ignore = "tier 2: boots the backend appliance's A/B disk image under QEMU (build the images first)"]
@@ -46,27 +39,16 @@ fn an_upgrade_is_tried_once_committed_when_ready_and_a_broken_one_rolls_back() {
         "{} is missing: build the images with this imgbuild (`target/release/imgbuild build`)",
         disk.display()
     );
-    let scratch = Scratch::new("ab-slots");
+    let scratch = tempfile::tempdir().unwrap();
 
     // The two upgrades, and the disk that carries them into the guest.
     let built = Instant::now();
-    let v2 = variant(&scratch.0, "initramfs-v2.cpio.gz", |d| {
+    let v2 = variant("backend", scratch.path(), "initramfs-v2.cpio.gz", |d| {
         d.description += " (v2)";
     });
-    let broken = variant(&scratch.0, "initramfs-broken.cpio.gz", |d| {
+    let broken = variant("backend", scratch.path(), "initramfs-broken.cpio.gz", |d| {
         d.services[0].command = vec!["/bin/false".into()];
     });
-    let mut tree = Tree::new();
-    for (name, path) in [
-        ("vmlinuz", &backend.kernel),
-        ("initramfs-v2.cpio.gz", &v2),
-        ("initramfs-broken.cpio.gz", &broken),
-    ] {
-        tree.file(&format!("/{name}"), Content::Host(path.clone()), 0o644)
-            .unwrap();
-    }
-    let payload = scratch.0.join("payload.tar");
-    std::fs::write(&payload, archive::tar(&tree, 0).unwrap()).unwrap();
     let v2_sum = sha256_of(&v2);
     let broken_sum = sha256_of(&broken);
     println!(
@@ -82,15 +64,15 @@ fn an_upgrade_is_tried_once_committed_when_ready_and_a_broken_one_rolls_back() {
         &[format!("appliance.slot_deadline={DEADLINE}")],
     );
     opts.disk = Some(disk);
-    opts.qemu_args = vec![
-        "-drive".into(),
-        format!(
-            "if=none,id=payload,format=raw,readonly=on,file={}",
-            payload.display().to_string().replace(',', ",,")
-        ),
-        "-device".into(),
-        "virtio-blk-pci,drive=payload,addr=0x07".into(),
-    ];
+    attach_payload(
+        &mut opts,
+        &scratch.path().join("payload.tar"),
+        &[
+            ("vmlinuz", &backend.kernel),
+            ("initramfs-v2.cpio.gz", &v2),
+            ("initramfs-broken.cpio.gz", &broken),
+        ],
+    );
     let mut vm = Vm::boot(opts).unwrap();
     let (dir, pid) = (vm.dir().to_owned(), vm.pid());
     println!(
@@ -239,83 +221,4 @@ fn an_upgrade_is_tried_once_committed_when_ready_and_a_broken_one_rolls_back() {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "QEMU {pid} is left"
     );
-}
-
-/// `appliance-slot status` as a map.
-fn status(vm: &Vm) -> BTreeMap<String, String> {
-    let out = vm.succeed("appliance-slot status", GUEST).unwrap();
-    out.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// Takes the kernel and `initramfs` from the payload disk and installs them.
-fn install(vm: &Vm, initramfs: &str) {
-    let out = vm
-        .succeed(
-            &format!(
-                "rm -rf /tmp/up && mkdir /tmp/up && tar -x -f /dev/vdb -C /tmp/up vmlinuz {initramfs} && \
-                 appliance-slot install /tmp/up/vmlinuz /tmp/up/{initramfs} && rm -rf /tmp/up"
-            ),
-            GUEST,
-        )
-        .unwrap();
-    assert!(out.contains("appliance-slot: installed into slot"), "{out}");
-}
-
-/// Reboots the guest the ordinary way (init's shutdown), without waiting for it.
-fn reboot(vm: &Vm) {
-    vm.succeed("(sleep 1; reboot) >/dev/null 2>&1 &", GUEST)
-        .unwrap();
-}
-
-/// The backend's initramfs, built with the builder's code from its definition as
-/// `change` leaves it, at `dir/name`.
-fn variant(dir: &Path, name: &str, change: impl FnOnce(&mut Definition)) -> PathBuf {
-    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images");
-    let mut def = Definition::load(&images.join("appliances/backend.toml")).unwrap();
-    change(&mut def);
-    let sources = Sources {
-        files_dir: images.join("files"),
-        // The release build's gwx runs the backend ruleset.
-        bin_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release"),
-        busybox: PathBuf::from("/bin/busybox"),
-    };
-    let kernel_release = build::kernel_release(&build::debian_kernel().unwrap()).unwrap();
-    let tree = rootfs::tree(&def, &sources, &Flavour::Vm { kernel_release }).unwrap();
-    let cpio = dir.join(name.trim_end_matches(".gz"));
-    std::fs::write(&cpio, archive::cpio(&tree, 0).unwrap()).unwrap();
-    // The host's gzip: the builder's own (best ratio) is slow in a debug build.
-    let status = Command::new("gzip")
-        .args(["-1", "-n", "-f"])
-        .arg(&cpio)
-        .status()
-        .unwrap();
-    assert!(status.success(), "gzip {}", cpio.display());
-    dir.join(name)
-}
-
-fn sha256_of(path: &Path) -> String {
-    oci::sha256(&std::fs::read(path).unwrap())
-        .trim_start_matches("sha256:")
-        .to_owned()
-}
-
-/// A directory for the test's files, removed at the end (also when it fails).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -8,88 +8,25 @@
 //! straight to 192.0.2.2; failed SSH logins on gw1's management port get the
 //! brute-forcer banned there, and only there.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use appliance_tests::appliance;
-use testbed::vm::{Nic, VirtualNet, Vm};
+use appliance_tests::grid::{self, NAME, addresses};
+use testbed::vm::VirtualNet;
 
 const T: Duration = Duration::from_secs(30);
-const NAME: &str = "web.grid.example";
 const BRUTE_FORCER: &str = "203.0.113.200";
-
-fn page() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../images/files/backend/index.html");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The A records of `name` in an answer of the name server `server`, as busybox's
-/// nslookup prints them (the server's own address comes first and is skipped).
-fn addresses(nslookup: &str) -> Vec<String> {
-    let answer = nslookup.split_once(NAME).map_or("", |(_, a)| a);
-    answer
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Address:"))
-        .map(|a| a.trim().to_owned())
-        .collect()
-}
 
 #[test]
 #[ignore = "tier 2: boots four appliance VMs (scripts/test builds the images)"]
 fn client_reaches_the_backend_through_the_gateways_and_a_brute_forcer_is_banned() {
-    let (gwx, backend) = (appliance("gwx"), appliance("backend"));
     let net = VirtualNet::new("grid").expect("the grid segment");
     net.add_address(&format!("{BRUTE_FORCER}/24"))
         .expect("the brute-forcer's address");
-    let on = |a: &appliance_tests::Appliance, host: &str, args: &[&str]| {
-        let mut append = vec![format!("appliance.hostname={host}")];
-        append.extend(args.iter().map(|s| s.to_string()));
-        a.vm(host, vec![Nic::net(&net)], &append)
-    };
-    let started = Instant::now();
-    let vms = Vm::boot_all(vec![
-        on(&backend, "backend", &["appliance.net=eth0=192.0.2.2/24"]),
-        on(
-            &gwx,
-            "gw1",
-            &[
-                "appliance.gateway=gw1",
-                "appliance.net=eth0=203.0.113.11/24,eth0=192.0.2.11/24",
-            ],
-        ),
-        on(
-            &gwx,
-            "gw2",
-            &[
-                "appliance.gateway=gw2",
-                "appliance.net=eth0=203.0.113.12/24,eth0=192.0.2.12/24",
-            ],
-        ),
-        // The client has a leg in the private range too, to knock on the backend's door.
-        on(
-            &backend,
-            "client",
-            &["appliance.net=eth0=203.0.113.100/24,eth0=192.0.2.100/24"],
-        ),
-    ])
-    .expect("four VMs booted to ready");
-    for vm in &vms {
-        println!(
-            "{}: ready {:.1} s after start ({})",
-            vm.name(),
-            vm.boot_to_ready().as_secs_f64(),
-            vm.accelerator()
-        );
-    }
-    println!(
-        "all four ready after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let [backend_vm, gw1, gw2, client] = <[Vm; 4]>::try_from(vms).unwrap();
+    let [backend_vm, gw1, gw2, client] = grid::boot(grid::vms(&net));
 
     // DNS: each gateway answers for the service with the gateways its checks find up;
     // both are up once the checks have risen (rise 2 at 1 s).
-    let page = page();
+    let page = grid::page();
     for ns in ["203.0.113.11", "203.0.113.12"] {
         let deadline = Instant::now() + T;
         let answer = loop {
