@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use appliance_tests::grid::{self, GATEWAYS, NAME};
 use appliance_tests::slots::{attach_payload, install, reboot, status, variant};
 use appliance_tests::{BOOT_TIMEOUT, appliance};
-use testbed::vm::{VirtualNet, Vm};
+use testbed::vm::{ConsoleMark, VirtualNet, Vm};
 
 const T: Duration = Duration::from_secs(30);
 /// gw1's trial deadline for a new slot (`appliance.slot_deadline`).
@@ -100,6 +100,40 @@ fn dns(gateways: &[&Vm], verb: &str) {
     }
 }
 
+/// Drains gw1 at both name servers, waits out the TTL, installs `initramfs` into gw1's
+/// other slot (`slot`) and reboots it; returns once GRUB tries that slot, with the
+/// console mark and the time of the reboot.
+fn drain_install_reboot(
+    gw1: &mut Vm,
+    gw2: &Vm,
+    client: &Vm,
+    initramfs: &str,
+    slot: &str,
+) -> (ConsoleMark, Instant) {
+    dns(&[gw1, gw2], "drain");
+    std::thread::sleep(DRAIN_WAIT);
+    let (drained_at, _, _) = tally(client);
+    install(gw1, initramfs);
+    // A fetch may have been under way at the drain; none started through gw1 after the
+    // TTL ran out. (Once back, gw1's own name server, which lost its drain with the
+    // reboot, may hand gw1 out again: it is healthy then.)
+    assert_eq!(
+        tally(client).0,
+        drained_at,
+        "the client used gw1 while it was drained"
+    );
+    let mark = gw1.console_mark();
+    let t = Instant::now();
+    reboot(gw1);
+    gw1.wait_for_line_since(
+        mark,
+        &format!("grub: booting slot {slot} once (trial)"),
+        BOOT_TIMEOUT,
+    )
+    .unwrap();
+    (mark, t)
+}
+
 #[test]
 #[ignore = "tier 2: boots four appliance VMs, gw1 from its A/B disk (scripts/test builds the images)"]
 fn a_drained_gateway_is_upgraded_and_a_broken_upgrade_rolls_back_with_no_failed_fetch() {
@@ -162,24 +196,8 @@ fn a_drained_gateway_is_upgraded_and_a_broken_upgrade_rolls_back_with_no_failed_
     client.succeed(LOAD, T).unwrap();
     wait_for_gw1_traffic(&client, 0, 3, "before the upgrade");
 
-    // The upgrade: drain, wait out the TTL, install into slot B, reboot.
-    dns(&[&gw1, &gw2], "drain");
-    std::thread::sleep(DRAIN_WAIT);
-    let (drained_at, _, _) = tally(&client);
-    install(&gw1, "initramfs-v2.cpio.gz");
-    // A fetch may have been under way at the drain; none started through gw1 after the
-    // TTL ran out. (Once back, gw1's own name server, which lost its drain with the
-    // reboot, may hand gw1 out again: it is healthy then.)
-    assert_eq!(
-        tally(&client).0,
-        drained_at,
-        "the client used gw1 while it was drained"
-    );
-    let mark = gw1.console_mark();
-    let t = Instant::now();
-    reboot(&gw1);
-    gw1.wait_for_line_since(mark, "grub: booting slot B once (trial)", BOOT_TIMEOUT)
-        .unwrap();
+    // The upgrade: drained, v2 into slot B, tried once at the reboot.
+    let (mark, t) = drain_install_reboot(&mut gw1, &gw2, &client, "initramfs-v2.cpio.gz", "B");
     gw1.wait_ready_since(mark, BOOT_TIMEOUT).unwrap();
     gw1.wait_for_line_since(
         mark,
@@ -204,20 +222,7 @@ fn a_drained_gateway_is_upgraded_and_a_broken_upgrade_rolls_back_with_no_failed_
 
     // A broken upgrade: drained again, it never gets ready, the deadline reboots gw1
     // into slot B, which is undrained once it is ready.
-    dns(&[&gw1, &gw2], "drain");
-    std::thread::sleep(DRAIN_WAIT);
-    let (drained_at, _, _) = tally(&client);
-    install(&gw1, "initramfs-broken.cpio.gz");
-    assert_eq!(
-        tally(&client).0,
-        drained_at,
-        "the client used gw1 while it was drained"
-    );
-    let mark = gw1.console_mark();
-    let t = Instant::now();
-    reboot(&gw1);
-    gw1.wait_for_line_since(mark, "grub: booting slot A once (trial)", BOOT_TIMEOUT)
-        .unwrap();
+    let (mark, t) = drain_install_reboot(&mut gw1, &gw2, &client, "initramfs-broken.cpio.gz", "A");
     gw1.wait_for_line_since(
         mark,
         &format!("appliance-slot: slot A not ready within {DEADLINE}s: rebooting into slot B"),
