@@ -41,8 +41,9 @@ pub struct Sizes {
     pub kernel: u64,
     pub initramfs: u64,
     pub oci_tar: u64,
-    /// The A/B disk image, when the build made one.
-    pub disk: Option<u64>,
+    /// The A/B disk image, when the build made one: its size, and what it takes on disk
+    /// (it is sparse: the slots' free space is holes).
+    pub disk: Option<(u64, u64)>,
 }
 
 impl Sizes {
@@ -79,7 +80,13 @@ pub fn sizes(image: &Image) -> Result<Sizes> {
         kernel: size(&image.dir.join("vmlinuz"))?,
         initramfs: size(&image.dir.join("initramfs.cpio.gz"))?,
         oci_tar: size(&image.dir.join(format!("{}.oci.tar", image.name)))?,
-        disk: disk.exists().then(|| size(&disk)).transpose()?,
+        disk: disk
+            .exists()
+            .then(|| -> Result<(u64, u64)> {
+                use std::os::unix::fs::MetadataExt;
+                Ok((size(&disk)?, std::fs::metadata(&disk)?.blocks() * 512))
+            })
+            .transpose()?,
     })
 }
 
@@ -167,7 +174,7 @@ pub fn report(measured: &[Measured], bare: &Measured) -> String {
         "kernel MB",
         "initramfs MB",
         "VM image MB",
-        "A/B disk MB",
+        "A/B disk MB (used)",
         "OCI tar MB",
         "ready s (median)",
         "min",
@@ -181,7 +188,9 @@ pub fn report(measured: &[Measured], bare: &Measured) -> String {
             mb(m.sizes.kernel),
             mb(m.sizes.initramfs),
             mb(m.sizes.vm()),
-            m.sizes.disk.map_or("-".into(), mb),
+            m.sizes.disk.map_or("-".into(), |(all, used)| {
+                format!("{} ({})", mb(all), mb(used))
+            }),
             mb(m.sizes.oci_tar),
             format!("{:.1}", m.median()),
             format!("{:.1}", quantile(values, 0.0)),
