@@ -462,6 +462,31 @@ fn operators_add_list_and_lift_bans_by_hand() {
         .unwrap_err();
     assert!(e.contains("--time"), "{e}");
     assert_eq!(b.banned().len(), 1);
+
+    // Reading the kernel's sets needs no jails file; placing a ban does (its state file
+    // and allowlists), and says which file it could not load.
+    let without_jails = |tail: &[&str]| {
+        let mut args = vec![
+            "--config",
+            b.grid.inventory.to_str().unwrap(),
+            "bans",
+            "--jails",
+            "/nonexistent/bans.toml",
+        ];
+        args.extend(tail);
+        b.grid.chain.gateway.exec(env!("CARGO_BIN_EXE_gwx"), &args)
+    };
+    let listed = without_jails(&["list"]).unwrap();
+    assert!(listed.contains("198.18.0.20/32"), "{listed}");
+    assert!(without_jails(&["stats"]).unwrap().contains("manual"));
+    let e = without_jails(&["add", "198.18.0.31"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("jails file") && e.contains("/nonexistent/bans.toml"),
+        "{e}"
+    );
+    assert_eq!(b.banned().len(), 1);
 }
 
 #[test]

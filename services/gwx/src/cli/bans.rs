@@ -90,11 +90,13 @@ pub fn dispatch(common: &CommonArgs, args: &BansArgs) -> anyhow::Result<ExitCode
         return regex::run(r);
     }
     let inventory = super::load_inventory(inventory_path)?;
-    let config = BansConfig::load(&args.jails).context("loading the jails file")?;
+    // Only the commands that place bans or run the engine need the jails (state file,
+    // allowlists): listing what is in the kernel must work with a broken jails file.
+    let config = || BansConfig::load(&args.jails).context("loading the jails file");
     let sets = BanSets::new(Nft::new(), &inventory.hardening);
     match &args.command {
         BansCommand::Regex(_) => unreachable!("handled above"),
-        BansCommand::Run => run(common, inventory_path, &args.jails, inventory, config),
+        BansCommand::Run => run(common, inventory_path, &args.jails, inventory, config()?),
         BansCommand::List { json } => {
             let mut bans = sets.list()?;
             bans.sort_by_key(|a| a.net);
@@ -120,9 +122,9 @@ pub fn dispatch(common: &CommonArgs, args: &BansArgs) -> anyhow::Result<ExitCode
                 Some(t) => parse_time(t)?,
                 None => Duration::from_secs(inventory.hardening.ban_timeout_secs),
             };
-            add(&inventory, &config, &sets, addresses, timeout)
+            add(&inventory, &config()?, &sets, addresses, timeout)
         }
-        BansCommand::Del { addresses } => del(&inventory, &config, &sets, addresses),
+        BansCommand::Del { addresses } => del(&inventory, &config()?, &sets, addresses),
         BansCommand::Stats => {
             print!("{}", stats(&sets.list()?));
             Ok(ExitCode::SUCCESS)
