@@ -121,21 +121,53 @@ pub fn kernel_release(kernel: &Path) -> Result<String> {
     }
 }
 
-/// The newest `/boot/vmlinuz-*` (package linux-image-amd64).
+/// The newest `/boot/vmlinuz-*` by release (package linux-image-amd64): the kernel the
+/// images are built with and the VM tests boot.
 pub fn debian_kernel() -> Result<PathBuf> {
-    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
+    std::fs::read_dir("/boot")
         .context("read /boot")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let release = e
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_prefix("vmlinuz-")?
+                .to_owned();
+            Some((release, e.path()))
         })
-        .collect();
-    kernels.sort();
-    kernels
-        .pop()
+        .max_by(|a, b| version_cmp(&a.0, &b.0))
+        .map(|(_, path)| path)
         .context("no /boot/vmlinuz-*: install linux-image-amd64 (scripts/setup does)")
+}
+
+/// Compares version strings with digit runs as numbers: `6.1.0-56` > `6.1.0-9`.
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
+        let ord = if *da && *db {
+            let (na, nb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
+            na.len().cmp(&nb.len()).then_with(|| na.cmp(nb))
+        } else {
+            xa.cmp(xb)
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
 }
 
 fn size(path: &Path) -> Result<u64> {
@@ -155,5 +187,10 @@ mod tests {
             "6.1.0-56-amd64"
         );
         assert!(kernel_release(Path::new("/tmp/bzImage")).is_err());
+        // Not by name: 6.1.0-56 is newer than 6.1.0-9.
+        use std::cmp::Ordering::*;
+        assert_eq!(version_cmp("6.1.0-56-amd64", "6.1.0-9-amd64"), Greater);
+        assert_eq!(version_cmp("6.10.0-1-amd64", "6.9.0-1-amd64"), Greater);
+        assert_eq!(version_cmp("6.1.0-9-amd64", "6.1.0-9-amd64"), Equal);
     }
 }

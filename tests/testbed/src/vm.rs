@@ -33,7 +33,7 @@
 //!    the modules for the NICs if they are modules: on Debian 6.1 that is
 //!    `virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover
 //!    net_failover virtio_net` in this order (`modprobe -S <release> --show-depends -a
-//!    virtio_pci virtio_net`; [`kernel_release`] gives `<release>`).
+//!    virtio_pci virtio_net`; `imgbuild::build::kernel_release` gives `<release>`).
 //! 2. When it is ready, a line that is exactly [`VmOptions::ready_marker`] on the console
 //!    (`/dev/console`, i.e. ttyS0). Surrounding blanks and terminal escapes are ignored.
 //! 3. A root shell on ttyS1 with ttyS1 as its stdin, stdout and stderr, restarted when it
@@ -197,7 +197,7 @@ pub struct VmOptions {
     /// Shows in the directory name, in errors, and seeds the MAC addresses: give the VMs
     /// of one test distinct names.
     pub name: String,
-    /// A bzImage, e.g. [`debian_kernel`].
+    /// A bzImage, e.g. `imgbuild::build::debian_kernel()`.
     pub kernel: PathBuf,
     /// The initramfs (any format the kernel unpacks, e.g. gzip'd newc cpio).
     pub initrd: PathBuf,
@@ -1320,72 +1320,6 @@ fn kvm_usable() -> bool {
     opens && virt
 }
 
-/// The newest kernel in `/boot` (`vmlinuz-<release>`, newest by version), e.g. to boot an
-/// initramfs built from this machine's busybox and modules.
-pub fn debian_kernel() -> Result<PathBuf> {
-    let newest = std::fs::read_dir("/boot")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let release = name.strip_prefix("vmlinuz-")?.to_owned();
-            Some((release, entry.path()))
-        })
-        .max_by(|a, b| version_cmp(&a.0, &b.0));
-    newest.map(|(_, path)| path).ok_or_else(|| Error::Missing {
-        need: "a Linux kernel in /boot (vmlinuz-*)".into(),
-        hint: "install the Debian package `linux-image-amd64`".into(),
-    })
-}
-
-/// The release of a kernel file named `vmlinuz-<release>` (e.g. `6.1.0-56-amd64`): the
-/// directory under `/lib/modules` with its modules.
-pub fn kernel_release(kernel: &Path) -> Result<String> {
-    kernel
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vmlinuz-"))
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Io {
-            what: format!("tell the kernel release of {}", kernel.display()),
-            source: std::io::Error::new(
-                ErrorKind::InvalidInput,
-                "the file name is not vmlinuz-<release>",
-            ),
-        })
-}
-
-/// Compares version strings with digit runs as numbers: `6.1.0-56` > `6.1.0-9`.
-fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        let bytes = s.as_bytes();
-        for i in 1..=bytes.len() {
-            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
-                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        out
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for ((da, xa), (db, xb)) in ca.iter().zip(&cb) {
-        let ord = if *da && *db {
-            let (na, nb) = (xa.trim_start_matches('0'), xb.trim_start_matches('0'));
-            na.len().cmp(&nb.len()).then_with(|| na.cmp(nb))
-        } else {
-            xa.cmp(xb)
-        };
-        if ord.is_ne() {
-            return ord;
-        }
-    }
-    ca.len().cmp(&cb.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1452,18 +1386,5 @@ mod tests {
         assert_ne!(a, Mac::for_vm("host", 0));
         assert!(a.to_string().starts_with("52:54:"));
         assert_eq!(a.to_string().len(), 17);
-    }
-
-    #[test]
-    fn versions_compare_numerically() {
-        use std::cmp::Ordering::*;
-        assert_eq!(version_cmp("6.1.0-56-amd64", "6.1.0-9-amd64"), Greater);
-        assert_eq!(version_cmp("6.10.0-1-amd64", "6.9.0-1-amd64"), Greater);
-        assert_eq!(version_cmp("6.1.0-9-amd64", "6.1.0-9-amd64"), Equal);
-        assert_eq!(
-            kernel_release(Path::new("/boot/vmlinuz-6.1.0-56-amd64")).unwrap(),
-            "6.1.0-56-amd64"
-        );
-        assert!(kernel_release(Path::new("/boot/bzImage")).is_err());
     }
 }

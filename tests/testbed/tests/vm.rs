@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use imgbuild::build;
 use testbed::require;
 use testbed::vm::{self, Mac, Nic, VirtualNet, Vm, VmOptions};
 
@@ -84,8 +85,12 @@ fn build_fixture() -> testbed::Result<Fixture> {
             hint: "install the Debian package `busybox-static`".into(),
         });
     }
-    let kernel = vm::debian_kernel()?;
-    let release = vm::kernel_release(&kernel)?;
+    // The kernel the appliance images are built with, found the same way.
+    let kernel = build::debian_kernel().map_err(|e| testbed::Error::Missing {
+        need: "a Linux kernel in /boot".into(),
+        hint: format!("{e:#}"),
+    })?;
+    let release = build::kernel_release(&kernel).expect("debian_kernel gives vmlinuz-<release>");
 
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-fixture");
     let root = out.join("root");
