@@ -51,7 +51,9 @@ pub struct Built {
 pub fn build(def: &Definition, opts: &Options) -> Result<Built> {
     let dir = opts.out.join(&def.name);
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let mut files: Vec<PathBuf> = Vec::new();
+    // SHA256SUMS: (hex, file name) of every image file, hashed from the bytes written
+    // where the build has them.
+    let mut sums: Vec<(String, PathBuf)> = Vec::new();
 
     let vm = match &opts.kernel {
         Some(kernel) => {
@@ -68,13 +70,20 @@ pub fn build(def: &Definition, opts: &Options) -> Result<Built> {
             std::fs::write(&initramfs, &data)
                 .with_context(|| format!("write {}", initramfs.display()))?;
             let vmlinuz = dir.join("vmlinuz");
-            std::fs::copy(kernel, &vmlinuz)
-                .with_context(|| format!("copy {} to {}", kernel.display(), vmlinuz.display()))?;
-            let disk = slots::disk(&def.name, &vmlinuz, &initramfs, opts.epoch, &dir)?;
-            files.extend([vmlinuz.clone(), initramfs.clone(), disk.path.clone()]);
+            let kernel_data =
+                std::fs::read(kernel).with_context(|| format!("read {}", kernel.display()))?;
+            std::fs::write(&vmlinuz, &kernel_data)
+                .with_context(|| format!("write {}", vmlinuz.display()))?;
+            let disk = slots::disk(&def.name, &kernel_data, &data, opts.epoch, &dir)?;
+            sums.push((oci::sha256_hex(&kernel_data), vmlinuz.clone()));
+            sums.push((oci::sha256_hex(&data), initramfs.clone()));
+            // Written by mkfs.vfat and mtools: read back.
+            let disk_data = std::fs::read(&disk.path)
+                .with_context(|| format!("read {}", disk.path.display()))?;
+            sums.push((oci::sha256_hex(&disk_data), disk.path.clone()));
             Some(Vm {
                 disk,
-                kernel_bytes: size(&vmlinuz)?,
+                kernel_bytes: kernel_data.len() as u64,
                 kernel: vmlinuz,
                 kernel_release,
                 initramfs_bytes: data.len() as u64,
@@ -86,15 +95,13 @@ pub fn build(def: &Definition, opts: &Options) -> Result<Built> {
 
     let tree = rootfs::tree(def, &opts.sources, &Flavour::Oci)?;
     let oci = oci::write(&tree, def, opts.epoch, &dir)?;
-    files.push(oci.archive.clone());
+    sums.push((oci.archive_sha256.clone(), oci.archive.clone()));
 
-    let mut sums = String::new();
-    for f in &files {
-        let data = std::fs::read(f).with_context(|| format!("read {}", f.display()))?;
-        let hex = oci::sha256(&data);
-        let name = f.file_name().unwrap_or_default().to_string_lossy();
-        let _ = writeln!(sums, "{}  {name}", hex.trim_start_matches("sha256:"));
-    }
+    let sums = sums.iter().fold(String::new(), |mut out, (hex, path)| {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let _ = writeln!(out, "{hex}  {name}");
+        out
+    });
     let sums_file = dir.join("SHA256SUMS");
     std::fs::write(&sums_file, &sums).with_context(|| format!("write {}", sums_file.display()))?;
     Ok(Built {
@@ -168,12 +175,6 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
         }
     }
     ca.len().cmp(&cb.len())
-}
-
-fn size(path: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(path)
-        .with_context(|| format!("stat {}", path.display()))?
-        .len())
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct Oci {
     pub layout: PathBuf,
     /// The layout and Docker's `manifest.json` in one tar.
     pub archive: PathBuf,
+    /// The tar's SHA-256 in hex (for SHA256SUMS).
+    pub archive_sha256: String,
     /// `sha256:...` of the manifest: the image's digest.
     pub manifest_digest: String,
     /// `sha256:...` of the config: Docker's image ID.
@@ -118,12 +120,13 @@ pub fn write(tree: &Tree, def: &Definition, epoch: u32, out: &Path) -> Result<Oc
     }]);
     files.text("/manifest.json", &docker.to_string(), 0o644)?;
     let archive = out.join(format!("{}.oci.tar", def.name));
-    std::fs::write(&archive, archive::tar(&files, epoch)?)
-        .with_context(|| format!("write {}", archive.display()))?;
+    let tar = archive::tar(&files, epoch)?;
+    std::fs::write(&archive, &tar).with_context(|| format!("write {}", archive.display()))?;
 
     Ok(Oci {
         layout,
         archive,
+        archive_sha256: sha256_hex(&tar),
         manifest_digest: manifest_desc.digest().to_string(),
         config_digest: config_desc.digest().to_string(),
         layer_bytes,
@@ -143,12 +146,15 @@ fn blob_path(digest: &Digest) -> String {
     format!("blobs/{}/{}", digest.algorithm(), digest.digest())
 }
 
-/// `sha256:<hex>`.
+/// `sha256:<hex>`: an OCI digest.
 pub fn sha256(data: &[u8]) -> String {
-    let hash = Sha256::digest(data);
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in hash {
+    format!("sha256:{}", sha256_hex(data))
+}
+
+/// The SHA-256 of `data` in hex, as `sha256sum` prints it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    let mut s = String::with_capacity(64);
+    for b in Sha256::digest(data) {
         s.push_str(&format!("{b:02x}"));
     }
     s

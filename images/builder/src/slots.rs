@@ -46,6 +46,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
+use crate::oci::sha256_hex;
 use crate::tree::Tree;
 
 /// The slot tool in the appliance (VM flavour).
@@ -129,8 +130,8 @@ pub struct Disk {
 }
 
 /// Writes `<dir>/disk.img` for the appliance `name`: slot A holds `kernel` and
-/// `initramfs` and is the good slot, slot B is empty.
-pub fn disk(name: &str, kernel: &Path, initramfs: &Path, epoch: u32, dir: &Path) -> Result<Disk> {
+/// `initramfs` (their bytes) and is the good slot, slot B is empty.
+pub fn disk(name: &str, kernel: &[u8], initramfs: &[u8], epoch: u32, dir: &Path) -> Result<Disk> {
     for (tool, package) in [
         ("grub-mkimage", "grub-common"),
         ("mkfs.vfat", "dosfstools"),
@@ -147,7 +148,7 @@ pub fn disk(name: &str, kernel: &Path, initramfs: &Path, epoch: u32, dir: &Path)
             boot_img.display()
         );
     }
-    let payload = size(kernel)? + size(initramfs)?;
+    let payload = (kernel.len() + initramfs.len()) as u64;
     let slot = MIN_SLOT.max((2 * payload).div_ceil(16 * MIB) * 16 * MIB);
     let parts = [
         (FIRST_PARTITION, BOOT_PARTITION / SECTOR, LABEL_BOOT),
@@ -233,20 +234,18 @@ pub fn disk(name: &str, kernel: &Path, initramfs: &Path, epoch: u32, dir: &Path)
             .with_context(|| format!("set the time of {}", p.display()))?;
         Ok(p)
     };
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
-    let (kernel_data, initramfs_data) = (read(kernel)?, read(initramfs)?);
     let sums = format!(
         "{}  {SLOT_KERNEL}\n{}  {SLOT_INITRAMFS}\n",
-        hex_sha256(&kernel_data),
-        hex_sha256(&initramfs_data)
+        sha256_hex(kernel),
+        sha256_hex(initramfs)
     );
     let boot_files = [
         stage("grub.cfg", grub_cfg(name).as_bytes())?,
         stage("grubenv", &grubenv(&[("good", "A")])?)?,
     ];
     let slot_files = [
-        stage(SLOT_KERNEL, &kernel_data)?,
-        stage(SLOT_INITRAMFS, &initramfs_data)?,
+        stage(SLOT_KERNEL, kernel)?,
+        stage(SLOT_INITRAMFS, initramfs)?,
         stage("SHA256SUMS", sums.as_bytes())?,
     ];
     for (files, &(start, _, _)) in [&boot_files[..], &slot_files[..]].into_iter().zip(&parts) {
@@ -334,18 +333,6 @@ fn disk_id(name: &str) -> u32 {
 
 fn volume_id(name: &str, label: &str) -> u32 {
     fnv1a(format!("{label} {name}").as_bytes())
-}
-
-fn hex_sha256(data: &[u8]) -> String {
-    crate::oci::sha256(data)
-        .trim_start_matches("sha256:")
-        .to_owned()
-}
-
-fn size(p: &Path) -> Result<u64> {
-    Ok(std::fs::metadata(p)
-        .with_context(|| format!("stat {}", p.display()))?
-        .len())
 }
 
 fn on_path(tool: &str) -> bool {

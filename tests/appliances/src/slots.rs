@@ -105,7 +105,5 @@ pub fn reboot(vm: &Vm) {
 }
 
 pub fn sha256_of(path: &Path) -> String {
-    oci::sha256(&std::fs::read(path).unwrap())
-        .trim_start_matches("sha256:")
-        .to_owned()
+    oci::sha256_hex(&std::fs::read(path).unwrap())
 }
