@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use imgbuild::definition::ready_marker;
 use testbed::vm::{Nic, Vm, VmOptions};
 
 use crate::table::{Table, quantile};
@@ -117,7 +118,7 @@ pub fn boot_once(image: &Image, timeout: Duration) -> Result<(Duration, &'static
         &format!("bench-{}", image.name),
         image.dir.join("vmlinuz"),
         image.dir.join("initramfs.cpio.gz"),
-        &format!("appliance {} ready", image.name),
+        &ready_marker(&image.name),
     );
     opts.nics = vec![Nic::user(&[])];
     opts.append = image.append.clone();
